@@ -1,0 +1,27 @@
+//! Pure logic of repro-run: what a build is, and how its inputs and outputs
+//! are named and hashed. No container engine, no async, no network.
+//!
+//! # Layout
+//!
+//! - [`manifest`]: the `repro.toml` model; parse errors carry line and column.
+//! - [`profile`]: toolchain profiles (packages and environment), merged with
+//!   the manifest in a documented order.
+//! - [`hermetic`]: the fixed container settings every build runs with (the
+//!   environment built from scratch, hostname, user, paths, network).
+//! - [`digest`]: the `repro-tree-v1` tree digest over tar streams and
+//!   directories, and the [`digest::Digest`] type (`blake3:<hex>`).
+//! - [`record`]: the build record (what a build produced), as JSON.
+//! - [`engine`]: engine kinds, as a closed set.
+//!
+//! Everything that talks to an engine lives in the `repro-run` crate
+//! (`runner/`): keeping this crate pure lets it be tested with fixed vectors
+//! and reused by a non-local engine later (see DESIGN.md).
+
+pub mod digest;
+pub mod engine;
+pub mod hermetic;
+pub mod manifest;
+pub mod profile;
+pub mod record;
+
+mod span;

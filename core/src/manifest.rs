@@ -1,0 +1,386 @@
+//! The `repro.toml` model: what to build, on what, and what comes out.
+//!
+//! Parsing is pure (`&str` in, [`Manifest`] out) and strict: unknown keys are
+//! errors, and every error carries the line and column of the bad value, so
+//! the CLI can point at it. Checks that need the outside world (does the image
+//! exist, does the profile exist) happen in the runner.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::digest::Digest;
+use crate::span::LineCol;
+
+/// A parsed and validated `repro.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The base image.
+    pub image: ImageSpec,
+    /// The toolchain installed on top of the base image.
+    pub toolchain: ToolchainSpec,
+    /// The build itself.
+    pub build: BuildSpec,
+}
+
+/// `[image]`: the base image the build runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// A built-in recipe name (`busybox`, `debian-bookworm`) or an engine
+    /// image reference.
+    pub name: String,
+    /// An optional pin: the `repro-tree-v1` digest the base image's root
+    /// filesystem must have.
+    pub rootfs: Option<Digest>,
+}
+
+/// `[toolchain]`: packages installed into the base image before the build.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolchainSpec {
+    /// A toolchain profile name (`profiles/<name>.toml`).
+    pub profile: Option<String>,
+    /// Extra packages, added to the profile's.
+    pub packages: Vec<String>,
+}
+
+/// `[build]`: the command, its environment and its outputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// What runs in `/src`.
+    pub command: Command,
+    /// Paths relative to `/src` whose contents are the artifacts.
+    pub outputs: Vec<String>,
+    /// Variables added to the environment (they win over the profile's).
+    pub env: BTreeMap<String, String>,
+    /// The value of `SOURCE_DATE_EPOCH`, also the mtime of every source file.
+    pub source_date_epoch: u64,
+}
+
+/// The build command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// An argv, run as is (no shell).
+    Argv(Vec<String>),
+    /// A string, run by `/bin/sh -c`.
+    Shell(String),
+}
+
+impl Command {
+    /// The argv the container runs.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(argv) => argv.clone(),
+            Command::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+        }
+    }
+}
+
+/// A manifest error, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    /// Where the bad value starts; `None` when the error concerns the whole file.
+    pub at: Option<LineCol>,
+    /// What is wrong, naming the bad value and what is accepted.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some(at) => write!(f, "line {}, column {}: {}", at.line, at.column, self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    image: RawImage,
+    #[serde(default)]
+    toolchain: RawToolchain,
+    build: RawBuild,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    name: Spanned<String>,
+    rootfs: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawToolchain {
+    profile: Option<Spanned<String>>,
+    #[serde(default)]
+    packages: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    command: Spanned<RawCommand>,
+    outputs: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    source_date_epoch: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl Manifest {
+    /// Parses and validates the text of a `repro.toml`.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError {
+            at: e.span().map(|s| LineCol::of(text, s.start)),
+            message: tidy_toml_message(e.message()),
+        })?;
+        let err = |span: std::ops::Range<usize>, message: String| ManifestError {
+            at: Some(LineCol::of(text, span.start)),
+            message,
+        };
+
+        let name = raw.image.name;
+        if !is_image_name(name.get_ref()) {
+            return Err(err(
+                name.span(),
+                format!(
+                    "image name `{}` is not valid: use a recipe name such as `busybox` or \
+                     `debian-bookworm`, or an image reference such as `repro-run/busybox:latest`",
+                    name.get_ref()
+                ),
+            ));
+        }
+        let rootfs = match raw.image.rootfs {
+            None => None,
+            Some(pin) => {
+                Some(pin.get_ref().parse::<Digest>().map_err(|e| err(pin.span(), format!("image.rootfs: {e}")))?)
+            }
+        };
+
+        let profile = match raw.toolchain.profile {
+            None => None,
+            Some(p) if is_simple_name(p.get_ref()) => Some(p.into_inner()),
+            Some(p) => {
+                return Err(err(
+                    p.span(),
+                    format!(
+                        "profile name `{}` is not valid: use lowercase letters, digits and `-`, \
+                         such as `c`",
+                        p.get_ref()
+                    ),
+                ))
+            }
+        };
+        let mut packages = Vec::with_capacity(raw.toolchain.packages.len());
+        for p in raw.toolchain.packages {
+            if !is_package_name(p.get_ref()) {
+                return Err(err(
+                    p.span(),
+                    format!(
+                        "package name `{}` is not valid: a Debian package name has lowercase \
+                         letters, digits and `+ - .`, and starts with a letter or digit",
+                        p.get_ref()
+                    ),
+                ));
+            }
+            packages.push(p.into_inner());
+        }
+
+        let command_span = raw.build.command.span();
+        let command = match raw.build.command.into_inner() {
+            RawCommand::Argv(argv) if argv.first().is_some_and(|a| !a.is_empty()) => Command::Argv(argv),
+            RawCommand::Shell(script) if !script.trim().is_empty() => Command::Shell(script),
+            _ => {
+                return Err(err(
+                    command_span,
+                    "build.command is empty: give an argv such as [\"make\", \"all\"] or a \
+                     shell string such as \"make all\""
+                        .into(),
+                ))
+            }
+        };
+
+        let outputs_span = raw.build.outputs.span();
+        let mut outputs = Vec::new();
+        for o in raw.build.outputs.into_inner() {
+            let cleaned = clean_relative_path(o.get_ref()).ok_or_else(|| {
+                err(
+                    o.span(),
+                    format!(
+                        "output `{}` is not valid: give a path relative to /src, such as \
+                         `out/` or `hello`, without `..`",
+                        o.get_ref()
+                    ),
+                )
+            })?;
+            outputs.push(cleaned);
+        }
+        if outputs.is_empty() {
+            return Err(err(
+                outputs_span,
+                "build.outputs is empty: name at least one file or directory under /src, \
+                 such as [\"out/\"]"
+                    .into(),
+            ));
+        }
+
+        let mut env = BTreeMap::new();
+        for (k, v) in raw.build.env {
+            if !is_env_name(k.get_ref()) {
+                return Err(err(
+                    k.span(),
+                    format!(
+                        "environment variable name `{}` is not valid: use letters, digits and \
+                         `_`, not starting with a digit",
+                        k.get_ref()
+                    ),
+                ));
+            }
+            if v.get_ref().contains('\0') {
+                return Err(err(v.span(), format!("the value of `{}` contains a NUL byte", k.get_ref())));
+            }
+            env.insert(k.into_inner(), v.into_inner());
+        }
+
+        let source_date_epoch = match raw.build.source_date_epoch {
+            None => 0,
+            Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
+                err(
+                    s.span(),
+                    format!(
+                        "build.source_date_epoch `{}` is negative: give seconds since 1970, \
+                         such as 0 or 1700000000",
+                        s.get_ref()
+                    ),
+                )
+            })?,
+        };
+
+        Ok(Manifest {
+            image: ImageSpec { name: name.into_inner(), rootfs },
+            toolchain: ToolchainSpec { profile, packages },
+            build: BuildSpec { command, outputs, env, source_date_epoch },
+        })
+    }
+}
+
+/// toml's messages end with a newline and sometimes a period; ours do not.
+fn tidy_toml_message(message: &str) -> String {
+    message.trim().trim_end_matches('.').to_owned()
+}
+
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_image_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
+        && !s.starts_with(['.', '-', '/', ':'])
+}
+
+fn is_package_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(&c))
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `out/`, `./out`, `out//x` → `out`, `out/x`; `None` for absolute paths,
+/// `..`, or nothing at all.
+fn clean_relative_path(s: &str) -> Option<String> {
+    if s.starts_with('/') || s.contains('\0') {
+        return None;
+    }
+    let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.is_empty() || parts.contains(&"..") {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[image]
+name = "debian-bookworm"
+
+[toolchain]
+profile = "c"
+packages = ["gcc", "make", "libc6-dev"]
+
+[build]
+command = ["make", "all"]
+outputs = ["out/"]
+env = { CFLAGS = "-O2" }
+"#;
+
+    fn error_of(text: &str) -> String {
+        Manifest::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(m.image.name, "debian-bookworm");
+        assert_eq!(m.image.rootfs, None);
+        assert_eq!(m.toolchain.profile.as_deref(), Some("c"));
+        assert_eq!(m.toolchain.packages, ["gcc", "make", "libc6-dev"]);
+        assert_eq!(m.build.command, Command::Argv(vec!["make".into(), "all".into()]));
+        assert_eq!(m.build.outputs, ["out"]);
+        assert_eq!(m.build.env.get("CFLAGS").map(String::as_str), Some("-O2"));
+        assert_eq!(m.build.source_date_epoch, 0);
+    }
+
+    #[test]
+    fn a_string_command_runs_under_sh() {
+        let m = Manifest::parse(&GOOD.replace(r#"["make", "all"]"#, r#""make all && ls""#)).unwrap();
+        assert_eq!(m.build.command.argv(), ["/bin/sh", "-c", "make all && ls"]);
+    }
+
+    #[test]
+    fn errors_name_line_column_and_value() {
+        insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\ncommand = [\"a\"]\noutputs = [\"o\"]\ncolour = 3\n"),
+            @"line 6, column 1: unknown field `colour`, expected one of `command`, `outputs`, `env`, `source_date_epoch`");
+        insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\ncommand = []\noutputs = [\"o\"]\n"),
+            @r#"line 4, column 11: build.command is empty: give an argv such as ["make", "all"] or a shell string such as "make all""#);
+        insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\ncommand = \"make\"\noutputs = [\"../etc\"]\n"),
+            @"line 5, column 12: output `../etc` is not valid: give a path relative to /src, such as `out/` or `hello`, without `..`");
+        insta::assert_snapshot!(error_of("[image]\nname = \"x\"\nrootfs = \"sha256:00\"\n[build]\ncommand = \"make\"\noutputs = [\"o\"]\n"),
+            @"line 3, column 10: image.rootfs: `sha256:00` is not a digest: expected `blake3:` followed by 64 lowercase hex characters");
+        insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[toolchain]\npackages = [\"GCC\"]\n[build]\ncommand = \"make\"\noutputs = [\"o\"]\n"),
+            @"line 4, column 13: package name `GCC` is not valid: a Debian package name has lowercase letters, digits and `+ - .`, and starts with a letter or digit");
+        insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\ncommand = \"make\"\noutputs = [\"o\"]\nenv = { \"1X\" = \"y\" }\n"),
+            @"line 6, column 9: environment variable name `1X` is not valid: use letters, digits and `_`, not starting with a digit");
+        insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\noutputs = [\"o\"]\n"),
+            @"line 3, column 1: missing field `command`");
+        insta::assert_snapshot!(error_of("[image\nname = \"x\"\n"),
+            @"line 1, column 7: invalid table header
+expected `.`, `]`");
+    }
+
+    #[test]
+    fn output_paths_are_normalised() {
+        assert_eq!(clean_relative_path("./out//bin/"), Some("out/bin".into()));
+        assert_eq!(clean_relative_path("/abs"), None);
+        assert_eq!(clean_relative_path("."), None);
+        assert_eq!(clean_relative_path("a/../b"), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! The build record: what one build produced, as JSON.
+//!
+//! Records are what `verify` and `diff` compare, so the keys are stable
+//! (`format` names the version). Artifact hashes are plain lowercase hex,
+//! as `b3sum` and `sha256sum` print them, so that other tools can check them.
+
+use std::io::{self, Read};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::digest::Digest;
+use crate::engine::EngineKind;
+
+/// The value of [`BuildRecord::format`].
+pub const RECORD_FORMAT: &str = "repro-run-record-v1";
+
+/// What a build produced, and under which conditions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// Always [`RECORD_FORMAT`].
+    pub format: String,
+    /// Digest of the resolved build plan (settings, image, packages).
+    pub env_id: Digest,
+    /// Tree digest (artifact variant) of the source tree as uploaded.
+    pub source_digest: Digest,
+    /// The argv that ran.
+    pub command: Vec<String>,
+    /// The build command's exit code.
+    pub exit_code: i64,
+    /// Every artifact, sorted by path.
+    pub artifacts: Vec<Artifact>,
+    /// Tree digest (artifact variant) of the output directory.
+    pub artifacts_digest: Digest,
+    /// blake3 of the build log (stdout and stderr, as streamed).
+    pub log_digest: Digest,
+    /// The images the build ran on.
+    pub image: ImageFacts,
+    /// The engine that ran the build.
+    pub engine: EngineFacts,
+    /// The machine that ran the engine.
+    pub host: HostFacts,
+    /// How long each phase took.
+    pub timings: Timings,
+}
+
+/// One output file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Path relative to the output directory, `/`-separated.
+    pub path: String,
+    /// Size in bytes (0 for symlinks).
+    pub size: u64,
+    /// Permission bits, as an octal string such as `0755`.
+    pub mode: String,
+    /// blake3 of the content, hex (for a symlink: of its target).
+    pub blake3: String,
+    /// sha256 of the content, hex (for a symlink: of its target).
+    pub sha256: String,
+    /// The target, for a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// The base and toolchain images.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFacts {
+    /// The base image, as named in the manifest.
+    pub name: String,
+    /// The base image's rootfs digest.
+    pub rootfs: Option<Digest>,
+    /// The engine's id of the toolchain image the build ran on.
+    pub toolchain_image_id: String,
+}
+
+/// Which engine ran the build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineFacts {
+    /// Docker or Podman.
+    pub kind: EngineKind,
+    /// The engine's own version.
+    pub version: String,
+    /// The API version spoken.
+    pub api_version: String,
+}
+
+/// The machine under the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// Operating system, as the engine reports it.
+    pub os: String,
+    /// Architecture, as the engine reports it.
+    pub arch: String,
+    /// Kernel version, as the engine reports it.
+    pub kernel: String,
+}
+
+/// Wall-clock time of each phase, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Finding or making the base and toolchain images.
+    pub prepare_ms: u64,
+    /// Uploading the sources.
+    pub upload_ms: u64,
+    /// Running the build command.
+    pub run_ms: u64,
+    /// Downloading, extracting and hashing the outputs.
+    pub collect_ms: u64,
+    /// Everything.
+    pub total_ms: u64,
+}
+
+/// Size, blake3 and sha256 of a stream, read once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentHashes {
+    /// Bytes read.
+    pub size: u64,
+    /// blake3, hex.
+    pub blake3: String,
+    /// sha256, hex.
+    pub sha256: String,
+}
+
+/// Hashes everything `reader` yields with blake3 and sha256 in one pass.
+pub fn hash_content(mut reader: impl Read) -> io::Result<ContentHashes> {
+    let mut b3 = blake3::Hasher::new();
+    let mut s2 = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        b3.update(&buf[..n]);
+        s2.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(ContentHashes { size, blake3: b3.finalize().to_hex().to_string(), sha256: hex::encode(s2.finalize()) })
+}
+
+impl BuildRecord {
+    /// The record as pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Parses a record.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_match_known_vectors() {
+        let h = hash_content(&b"abc"[..]).unwrap();
+        assert_eq!(h.size, 3);
+        assert_eq!(h.blake3, "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
+        assert_eq!(h.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,159 @@
+//! Command-line definitions. The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::EngineSelector;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    not reproducible (the builds differ)
+  2    usage, manifest or lock error
+  3    the container engine is unreachable or failed
+  4    the build command failed (non-zero exit, or a declared output is missing)
+  130  interrupted by Ctrl-C or SIGTERM (containers are removed first)";
+
+/// Hermetic, reproducible builds in Docker or Podman.
+///
+/// repro-run runs a project's build (described in repro.toml) inside a
+/// container with a base image pinned by its rootfs digest, a fixed
+/// toolchain, a fixed environment, fixed paths and no network, and hashes
+/// every artifact into a build record.
+#[derive(Debug, Parser)]
+#[command(name = "repro-run", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The project's manifest.
+    #[arg(long, global = true, value_name = "FILE", default_value = "repro.toml")]
+    pub manifest: PathBuf,
+
+    /// The container engine: `docker`, `podman`, or an endpoint such as
+    /// unix:///run/podman/podman.sock. Default: DOCKER_HOST, else Docker's
+    /// socket, else Podman's.
+    #[arg(long, global = true, value_name = "ENGINE", env = "REPRO_RUN_ENGINE")]
+    pub engine: Option<EngineSelector>,
+
+    /// Show no progress and no build log on stderr (errors still show).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// More detail on stderr (-v, -vv, -vvv); REPRO_RUN_LOG takes a filter.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the build in a hermetic container and hash its artifacts.
+    ///
+    /// Reads the manifest, makes sure the base image and the toolchain image
+    /// exist (building a built-in base image on first use, installing the
+    /// toolchain packages with the network on), uploads the project's files
+    /// as a normalised tar to /src, runs the command with the network off,
+    /// an environment built from scratch, hostname `repro-run` and user
+    /// 1000:1000, then copies the declared outputs into --out and writes the
+    /// build record. Prints one `<blake3>  <path>` line per artifact on
+    /// stdout (the format `b3sum --check` reads). The container is removed
+    /// on every path, also on failure and on Ctrl-C.
+    #[command(after_help = EXIT_CODES)]
+    Build(BuildArgs),
+
+    /// Build, import, digest and list base images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `repro-run build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Where the artifacts go; replaced only once the build succeeded.
+    /// Default: repro-out/ beside the manifest.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Where the build record (JSON) goes; the log goes beside it, with the
+    /// extension .log. Default: repro-out.json beside the manifest.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+}
+
+/// `repro-run image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Make a base image from a recipe and print its rootfs digest.
+    ///
+    /// RECIPE is a built-in recipe (`busybox`, `debian-bookworm`) or a
+    /// directory holding an executable `build-rootfs OUT.tar`. The rootfs is
+    /// imported through the engine's import API and tagged
+    /// repro-run/<name>:latest unless --tag says otherwise. Prints
+    /// `<digest>  <tag>` on stdout.
+    Build {
+        /// A built-in recipe name or a recipe directory.
+        recipe: String,
+        /// The image's tag.
+        #[arg(long, value_name = "REPO:TAG")]
+        tag: Option<String>,
+    },
+
+    /// Import a rootfs (a tar, a tar.gz, or a directory) as an image.
+    ///
+    /// Prints `<digest>  <tag>` on stdout.
+    Import {
+        /// A rootfs tarball (plain or gzip) or a directory.
+        rootfs: PathBuf,
+        /// The image's tag.
+        #[arg(long, value_name = "REPO:TAG")]
+        tag: String,
+    },
+
+    /// Print the rootfs digest (repro-tree-v1) of an image, a tarball or a
+    /// directory.
+    ///
+    /// For an image, the export of a created, never-started container is
+    /// streamed straight into the digest; the result is cached by the image
+    /// id, so asking again is instant.
+    Digest {
+        /// An image reference, a rootfs tarball, or a directory.
+        target: String,
+        /// Recompute even when the digest is cached.
+        #[arg(long)]
+        no_cache: bool,
+    },
+
+    /// List repro-run's images (repro-run/*) with their rootfs digests.
+    Ls,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_teaches() {
+        // A fixed width, so the snapshot does not depend on the terminal.
+        let help = Cli::command().term_width(100).render_long_help().to_string();
+        insta::assert_snapshot!(help);
+        let mut cmd = Cli::command().term_width(100);
+        let build = cmd.find_subcommand_mut("build").unwrap().render_long_help().to_string();
+        insta::assert_snapshot!(build);
+    }
+}

@@ -1,0 +1,277 @@
+//! `repro-run build`: one hermetic build, from manifest to record.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use futures_util::StreamExt;
+use repro_run_core::digest::{self, Digest, TreeKind};
+use repro_run_core::hermetic::{self, BuildPlan};
+use repro_run_core::manifest::Manifest;
+use repro_run_core::record::{BuildRecord, ImageFacts, Timings, RECORD_FORMAT};
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+use crate::cli::{BuildArgs, GlobalArgs};
+use crate::engine::{Engine, LABEL_PROJECT};
+use crate::exit::{BuildFailed, Exit};
+use crate::prepare::{self, Tail};
+use crate::printer::Printer;
+use crate::{images, outputs, profiles, signal, source};
+
+/// Runs `repro-run build`.
+pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Result<Exit> {
+    let started = Instant::now();
+    let project = load_project(&global.manifest)?;
+    let out = args.out.unwrap_or_else(|| project.dir.join("repro-out"));
+    let record_path = args.record.unwrap_or_else(|| project.dir.join("repro-out.json"));
+    let log_path = record_path.with_extension("log");
+
+    let engine = super::connect(global).await?;
+    let base = prepare::base_image(&engine, &project.manifest.image.name, printer).await?;
+    let base_digest = images::digest_image(&engine, &base.reference, false, printer).await?;
+    if let Some(pin) = project.manifest.image.rootfs {
+        if pin != base_digest {
+            bail!(
+                "image `{}` has rootfs {base_digest}, but {} pins {pin}\n  hint: rebuild or import the image the pin \
+                 names, or, if the new image is the one you want, set `rootfs = \"{base_digest}\"` under [image]",
+                base.reference,
+                global.manifest.display()
+            );
+        }
+    }
+    let plan = BuildPlan::new(&project.manifest, project.profile.as_ref(), Some(base_digest));
+    let toolchain = prepare::toolchain_image(&engine, &base, &plan.packages, printer).await?;
+    let prepare_ms = ms(started);
+
+    let exclude = [abs(&out)?, abs(&record_path)?, abs(&log_path)?];
+    let src_dir = project.dir.clone();
+    let sde = plan.source_date_epoch;
+    let src = tokio::task::spawn_blocking(move || source::build(&src_dir, &exclude, sde))
+        .await
+        .context("the source tar task panicked")??;
+    printer.status(format!("sources: {} entries, {}", src.entries, src.digest));
+
+    let staging = tempfile::Builder::new()
+        .prefix(".repro-out.tmp-")
+        .tempdir_in(parent_dir(&out))
+        .with_context(|| format!("cannot create a staging directory beside {}", out.display()))?;
+
+    let labels = HashMap::from([(LABEL_PROJECT.to_owned(), project.dir.display().to_string())]);
+    let guard = engine.create(container_body(&plan, &toolchain), labels).await?;
+    let id = guard.id().to_owned();
+    let outcome =
+        signal::cancellable(run_in_container(&engine, &id, &plan, src.file.path(), staging.path(), printer)).await;
+    guard.remove().await;
+    let outcome = outcome?;
+
+    fs_err::write(&log_path, &outcome.log).context("cannot save the build log")?;
+    if outcome.exit_code != 0 {
+        return Err(BuildFailed(format!(
+            "the build command exited with {}; the last lines of its log (all of it is in {}):\n{}",
+            outcome.exit_code,
+            log_path.display(),
+            outcome.tail
+        ))
+        .into());
+    }
+    for w in &outcome.warnings {
+        printer.status(format!("warning: {w}"));
+    }
+
+    let collect_started = Instant::now();
+    let staging_path = staging.path().to_owned();
+    let (artifacts, artifacts_digest) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let artifacts = outputs::hash_tree(&staging_path)?;
+        let d = digest::digest_dir(&staging_path, TreeKind::Artifacts)?;
+        Ok((artifacts, d))
+    })
+    .await
+    .context("the hashing task panicked")??;
+    outputs::replace_dir(staging, &out).with_context(|| format!("cannot move the artifacts into {}", out.display()))?;
+
+    let record = BuildRecord {
+        format: RECORD_FORMAT.to_owned(),
+        env_id: plan.env_id(),
+        source_digest: src.digest,
+        command: plan.command.clone(),
+        exit_code: outcome.exit_code,
+        artifacts,
+        artifacts_digest,
+        log_digest: Digest::of_bytes(&outcome.log),
+        image: ImageFacts { name: plan.image.clone(), rootfs: Some(base_digest), toolchain_image_id: toolchain },
+        engine: engine.facts().clone(),
+        host: engine.host().clone(),
+        timings: Timings {
+            prepare_ms,
+            upload_ms: outcome.upload_ms,
+            run_ms: outcome.run_ms,
+            collect_ms: outcome.collect_ms + ms(collect_started),
+            total_ms: ms(started),
+        },
+    };
+    write_atomic(&record_path, record.to_json().as_bytes())?;
+
+    for a in &record.artifacts {
+        printer.data(format!("{}  {}", a.blake3, a.path));
+    }
+    printer.status(format!(
+        "built {} artifact(s) in {:.1} s on {} {}\n  env_id    {}\n  artifacts {}\n  outputs   {}\n  record    {}",
+        record.artifacts.len(),
+        record.timings.total_ms as f64 / 1000.0,
+        engine.kind,
+        engine.facts().version,
+        record.env_id,
+        record.artifacts_digest,
+        out.display(),
+        record_path.display()
+    ));
+    Ok(Exit::Success)
+}
+
+/// A manifest, its directory and its profile.
+struct Project {
+    manifest: Manifest,
+    profile: Option<repro_run_core::profile::Profile>,
+    dir: PathBuf,
+}
+
+fn load_project(path: &Path) -> Result<Project> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no manifest at {}\n  hint: write a repro.toml there (see examples/hello-c/repro.toml), or point at one \
+             with --manifest FILE",
+            path.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let manifest = Manifest::parse(&text).with_context(|| format!("{} is not a valid manifest", path.display()))?;
+    let profile = manifest.toolchain.profile.as_deref().map(profiles::load).transpose()?;
+    let dir = abs(path)?.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    Ok(Project { manifest, profile, dir })
+}
+
+/// The container that runs the build: every hermetic setting is here.
+fn container_body(plan: &BuildPlan, image: &str) -> ContainerCreateBody {
+    // Engines add variables of their own (HOSTNAME; Podman also `container`):
+    // `env -i` starts the command with exactly the plan's environment, the
+    // same on every engine.
+    let mut cmd = vec!["env".to_owned(), "-i".to_owned()];
+    cmd.extend(plan.env_list());
+    cmd.extend(plan.command.iter().cloned());
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(cmd),
+        entrypoint: Some(vec![]),
+        env: Some(plan.env_list()),
+        working_dir: Some(hermetic::SOURCE_DIR.to_owned()),
+        user: Some(plan.user.clone()),
+        hostname: Some(hermetic::HOSTNAME.to_owned()),
+        domainname: Some(String::new()),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some(hermetic::NETWORK.to_owned()),
+            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,mode=1777".to_owned())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+struct Outcome {
+    exit_code: i64,
+    log: Vec<u8>,
+    tail: String,
+    warnings: Vec<String>,
+    upload_ms: u64,
+    run_ms: u64,
+    collect_ms: u64,
+}
+
+async fn run_in_container(
+    engine: &Engine,
+    id: &str,
+    plan: &BuildPlan,
+    src_tar: &Path,
+    staging: &Path,
+    printer: &Printer,
+) -> Result<Outcome> {
+    let t = Instant::now();
+    let file = tokio::fs::File::open(src_tar).await.context("cannot reopen the source tar")?;
+    engine.upload(id, "/", ReaderStream::with_capacity(file, 256 * 1024)).await?;
+    let upload_ms = ms(t);
+
+    let t = Instant::now();
+    engine.start(id).await?;
+    let mut log = Vec::new();
+    let mut tail = Tail::default();
+    let mut logs = engine.logs(id);
+    while let Some(chunk) = logs.next().await {
+        let chunk = chunk?;
+        printer.log(&chunk);
+        tail.push(&chunk);
+        log.extend_from_slice(&chunk);
+    }
+    let exit_code = engine.wait(id).await?;
+    let run_ms = ms(t);
+    let mut outcome =
+        Outcome { exit_code, log, tail: tail.text(), warnings: Vec::new(), upload_ms, run_ms, collect_ms: 0 };
+    if exit_code != 0 {
+        return Ok(outcome);
+    }
+
+    let t = Instant::now();
+    for output in &plan.outputs {
+        let path = format!("{}/{output}", hermetic::SOURCE_DIR);
+        if !engine.path_exists(id, &path).await? {
+            return Err(BuildFailed(format!(
+                "the build succeeded but did not create the declared output `{output}` ({path})\n  hint: fix [build] \
+                 outputs in the manifest, or make the build write there"
+            ))
+            .into());
+        }
+        let reader = SyncIoBridge::new(StreamReader::new(Box::pin(engine.download(id, &path))));
+        let staging = staging.to_owned();
+        let out = output.clone();
+        let warnings = tokio::task::spawn_blocking(move || outputs::extract(reader, &staging, &out))
+            .await
+            .context("the extraction task panicked")?
+            .with_context(|| format!("cannot collect the output `{output}`"))?;
+        outcome.warnings.extend(warnings);
+    }
+    outcome.collect_ms = ms(t);
+    Ok(outcome)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".repro-run-")
+        .tempfile_in(parent_dir(path))
+        .with_context(|| format!("cannot write beside {}", path.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// `path` made absolute, with its parent's symlinks resolved when the parent
+/// exists, so that it compares equal to paths found by walking the project.
+fn abs(path: &Path) -> Result<PathBuf> {
+    let path = std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+        if let Ok(parent) = parent.canonicalize() {
+            return Ok(parent.join(name));
+        }
+    }
+    Ok(path)
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}

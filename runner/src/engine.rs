@@ -1,0 +1,447 @@
+//! The container engine, through bollard, behind a narrow set of calls:
+//! connect, create, upload, start, logs, wait, download, export, import,
+//! commit, remove. Docker and Podman (through its Docker-compatible socket)
+//! both speak this API; nothing here assumes a local socket beyond `connect`.
+//!
+//! Every container is owned by a [`ContainerGuard`]: the code that creates
+//! one awaits [`ContainerGuard::remove`] on every path, success, failure and
+//! interruption alike, and a failure to remove is logged, never hidden.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bollard::models::{ContainerConfig, ContainerCreateBody};
+use bollard::query_parameters::{
+    CommitContainerOptionsBuilder, ContainerArchiveInfoOptionsBuilder, CreateContainerOptions,
+    CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    WaitContainerOptions,
+};
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use repro_run_core::engine::EngineKind;
+use repro_run_core::record::{EngineFacts, HostFacts};
+
+use crate::exit::EngineError;
+
+/// Label put on every container repro-run creates.
+pub const LABEL_MANAGED: &str = "org.repro-run.managed";
+/// Label naming the project directory a container builds.
+pub const LABEL_PROJECT: &str = "org.repro-run.project";
+
+/// Which engine to talk to, as given with `--engine`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineSelector {
+    /// The usual socket of this kind of engine.
+    Kind(EngineKind),
+    /// An explicit endpoint: `unix:///path`, `tcp://host:port`, `http://…`.
+    Host(String),
+}
+
+impl FromStr for EngineSelector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(kind) = s.parse::<EngineKind>() {
+            return Ok(EngineSelector::Kind(kind));
+        }
+        if ["unix://", "tcp://", "http://", "https://"].iter().any(|p| s.starts_with(p)) {
+            return Ok(EngineSelector::Host(s.to_owned()));
+        }
+        Err(format!(
+            "`{s}` is not an engine: use `docker`, `podman`, or an endpoint such as \
+             unix:///run/podman/podman.sock or tcp://127.0.0.1:2375"
+        ))
+    }
+}
+
+impl fmt::Display for EngineSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineSelector::Kind(k) => write!(f, "{k}"),
+            EngineSelector::Host(h) => f.write_str(h),
+        }
+    }
+}
+
+const DOCKER_SOCKET: &str = "unix:///var/run/docker.sock";
+const PODMAN_SYSTEM_SOCKET: &str = "unix:///run/podman/podman.sock";
+
+fn podman_sockets() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(dir) = std::env::var("XDG_RUNTIME_DIR") {
+        out.push(format!("unix://{dir}/podman/podman.sock"));
+    }
+    out.push(PODMAN_SYSTEM_SOCKET.to_owned());
+    out
+}
+
+fn socket_exists(endpoint: &str) -> bool {
+    endpoint.strip_prefix("unix://").is_some_and(|p| Path::new(p).exists())
+}
+
+/// The endpoints to try, in order, for a selector.
+fn candidates(selector: Option<&EngineSelector>) -> Vec<String> {
+    match selector {
+        Some(EngineSelector::Host(h)) => vec![h.clone()],
+        Some(EngineSelector::Kind(EngineKind::Podman)) => {
+            let socks = podman_sockets();
+            let existing: Vec<String> = socks.iter().filter(|s| socket_exists(s)).cloned().collect();
+            if existing.is_empty() {
+                socks
+            } else {
+                existing
+            }
+        }
+        Some(EngineSelector::Kind(EngineKind::Docker)) => {
+            vec![std::env::var("DOCKER_HOST").unwrap_or_else(|_| DOCKER_SOCKET.to_owned())]
+        }
+        None => {
+            if let Ok(host) = std::env::var("DOCKER_HOST") {
+                return vec![host];
+            }
+            // Docker's socket first; Podman's where Docker's is absent.
+            let mut all = vec![DOCKER_SOCKET.to_owned()];
+            all.extend(podman_sockets());
+            let existing: Vec<String> = all.iter().filter(|s| socket_exists(s)).cloned().collect();
+            if existing.is_empty() {
+                vec![DOCKER_SOCKET.to_owned()]
+            } else {
+                existing
+            }
+        }
+    }
+}
+
+/// A connected engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    /// Docker or Podman, as the engine itself says.
+    pub kind: EngineKind,
+    /// The endpoint we are connected to.
+    pub endpoint: String,
+    facts: EngineFacts,
+    host: HostFacts,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} at {}", self.kind, self.facts.version, self.endpoint)
+    }
+}
+
+impl Engine {
+    /// Connects to the selected engine (default: `DOCKER_HOST`, Docker's
+    /// socket, then Podman's), checks that it answers and negotiates the API
+    /// version. The error says what was tried and how to start an engine.
+    pub async fn connect(selector: Option<&EngineSelector>) -> Result<Engine> {
+        let endpoints = candidates(selector);
+        let mut failures = Vec::new();
+        for endpoint in &endpoints {
+            match Self::connect_to(endpoint).await {
+                Ok(engine) => return Ok(engine),
+                Err(err) => failures.push(format!("{endpoint}: {err:#}")),
+            }
+        }
+        let wanted = selector.map_or_else(|| "a container engine".to_owned(), |s| format!("the {s} engine"));
+        Err(EngineError(format!(
+            "cannot reach {wanted}\n  tried {}\n  hint: start Docker (`sudo systemctl start docker`) or Podman's API socket \
+             (`podman system service --time=0 unix:///run/podman/podman.sock &`), or run scripts/engine-up from the \
+             repro-run source tree; choose another engine with --engine or DOCKER_HOST",
+            failures.join("\n  tried ")
+        ))
+        .into())
+    }
+
+    async fn connect_to(endpoint: &str) -> Result<Engine> {
+        let docker = Docker::connect_with_host(endpoint)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_timeout(Duration::from_secs(3600));
+        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 10 s"))?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let v = docker.version().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let is_podman = v.components.iter().flatten().any(|c| c.name.to_ascii_lowercase().contains("podman"));
+        let kind = if is_podman { EngineKind::Podman } else { EngineKind::Docker };
+        let facts = EngineFacts {
+            kind,
+            version: v.version.clone().unwrap_or_default(),
+            api_version: docker.client_version().to_string(),
+        };
+        let host = HostFacts {
+            os: v.os.clone().unwrap_or_default(),
+            arch: v.arch.clone().unwrap_or_default(),
+            kernel: v.kernel_version.clone().unwrap_or_default(),
+        };
+        tracing::info!("connected to {kind} {} at {endpoint}", facts.version);
+        Ok(Engine { docker, kind, endpoint: endpoint.to_owned(), facts, host })
+    }
+
+    /// Engine kind and version, for the record.
+    pub fn facts(&self) -> &EngineFacts {
+        &self.facts
+    }
+
+    /// OS, architecture and kernel under the engine, for the record.
+    pub fn host(&self) -> &HostFacts {
+        &self.host
+    }
+
+    /// The engine's id of an image, or `None` when it has no such image.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(img) => Ok(img.id),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot inspect image `{reference}`")),
+        }
+    }
+
+    /// Images whose reference starts with `prefix` (`repo:tag`, id).
+    pub async fn list_images(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptionsBuilder::default().all(false).build()))
+            .await
+            .context("cannot list images")?;
+        let mut out = Vec::new();
+        for img in images {
+            for tag in &img.repo_tags {
+                let tag = tag.strip_prefix("localhost/").unwrap_or(tag);
+                if tag.starts_with(prefix) {
+                    out.push((tag.to_owned(), img.id.clone()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Imports a rootfs tar stream as image `reference` (`repo:tag`); returns
+    /// the image id.
+    pub async fn import<S>(&self, reference: &str, tar: S) -> Result<String>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let (repo, tag) = split_reference(reference);
+        let options = CreateImageOptionsBuilder::default().from_src("-").repo(repo).tag(tag).build();
+        let mut progress = self.docker.create_image(Some(options), Some(bollard::body_try_stream(tar)), None);
+        while let Some(item) = progress.next().await {
+            let info = item.with_context(|| format!("the engine refused to import `{reference}`"))?;
+            if let Some(status) = info.status {
+                tracing::debug!("import: {status}");
+            }
+        }
+        self.image_id(reference)
+            .await?
+            .ok_or_else(|| EngineError(format!("the engine imported `{reference}` but does not list it")).into())
+    }
+
+    /// Creates a container (never started by this call) owned by the
+    /// returned guard.
+    pub async fn create(&self, body: ContainerCreateBody, labels: HashMap<String, String>) -> Result<ContainerGuard> {
+        let mut body = body;
+        let mut all_labels = labels;
+        all_labels.insert(LABEL_MANAGED.into(), "true".into());
+        body.labels = Some(all_labels);
+        let image = body.image.clone().unwrap_or_default();
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .with_context(|| format!("cannot create a container from image `{image}`"))?;
+        for w in created.warnings {
+            tracing::warn!("engine: {w}");
+        }
+        tracing::debug!("created container {}", created.id);
+        Ok(ContainerGuard { engine: self.clone(), id: created.id, removed: false })
+    }
+
+    /// Extracts a tar stream at `path` inside the container.
+    pub async fn upload<S>(&self, container: &str, path: &str, tar: S) -> Result<()>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let options = UploadToContainerOptionsBuilder::default().path(path).build();
+        self.docker
+            .upload_to_container(container, Some(options), bollard::body_try_stream(tar))
+            .await
+            .with_context(|| format!("cannot upload files to {path} in the container"))
+    }
+
+    /// Starts a created container.
+    pub async fn start(&self, container: &str) -> Result<()> {
+        self.docker.start_container(container, None).await.context("cannot start the container")
+    }
+
+    /// The container's stdout and stderr, followed until it exits.
+    pub fn logs(&self, container: &str) -> impl Stream<Item = Result<Bytes>> + '_ {
+        let options = LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true).build();
+        self.docker
+            .logs(container, Some(options))
+            .map(|item| item.map(|out| out.into_bytes()).context("cannot read the container's log"))
+    }
+
+    /// Waits for the container to exit; its exit code.
+    pub async fn wait(&self, container: &str) -> Result<i64> {
+        let mut stream = self.docker.wait_container(container, None::<WaitContainerOptions>);
+        match stream.next().await {
+            Some(Ok(resp)) => Ok(resp.status_code),
+            // bollard reports a non-zero exit as an error; it is an outcome here.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(e).context("cannot wait for the container"),
+            None => Err(EngineError("the engine closed the wait without an exit code".into()).into()),
+        }
+    }
+
+    /// Whether `path` exists inside the container.
+    pub async fn path_exists(&self, container: &str, path: &str) -> Result<bool> {
+        let options = ContainerArchiveInfoOptionsBuilder::default().path(path).build();
+        match self.docker.get_container_archive_info(container, Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot look for {path} in the container")),
+        }
+    }
+
+    /// A tar stream of `path` inside the container (its last component is the
+    /// top-level entry).
+    pub fn download(&self, container: &str, path: &str) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+        self.docker.download_from_container(container, Some(options)).map_err(std::io::Error::other)
+    }
+
+    /// A tar stream of the container's whole filesystem.
+    pub fn export(&self, container: &str) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        self.docker.export_container(container).map_err(std::io::Error::other)
+    }
+
+    /// Commits the container as image `reference`; returns the image id.
+    pub async fn commit(&self, container: &str, reference: &str, config: ContainerConfig) -> Result<String> {
+        let (repo, tag) = split_reference(reference);
+        let options = CommitContainerOptionsBuilder::default().container(container).repo(repo).tag(tag).build();
+        self.docker
+            .commit_container(options, config)
+            .await
+            .with_context(|| format!("cannot commit the container as `{reference}`"))?;
+        self.image_id(reference)
+            .await?
+            .ok_or_else(|| EngineError(format!("the engine committed `{reference}` but does not list it")).into())
+    }
+
+    /// Ids of the containers carrying `label=value`, running or not.
+    #[allow(dead_code)]
+    pub async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .await
+            .context("cannot list containers")?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), bollard::errors::Error> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// `repo:tag` → (`repo`, `tag`); a missing tag is `latest`.
+fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+/// Owns one container. Await [`ContainerGuard::remove`] on every path.
+///
+/// `Drop` cannot await, so a guard dropped without `remove` (a bug) starts a
+/// best-effort removal in the background and says so.
+/// `REPRO_RUN_KEEP_CONTAINER=1` keeps containers for debugging.
+pub struct ContainerGuard {
+    engine: Engine,
+    id: String,
+    removed: bool,
+}
+
+impl ContainerGuard {
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Force-removes the container (and its anonymous volumes). A failure is
+    /// logged with the command that finishes the job, never hidden.
+    pub async fn remove(mut self) {
+        self.removed = true;
+        if std::env::var_os("REPRO_RUN_KEEP_CONTAINER").is_some_and(|v| v == "1") {
+            tracing::warn!("keeping container {} (REPRO_RUN_KEEP_CONTAINER=1)", short(&self.id));
+            return;
+        }
+        // A removal must finish even while a signal is being handled.
+        match self.engine.remove_container(&self.id).await {
+            Ok(()) => tracing::debug!("removed container {}", short(&self.id)),
+            Err(err) => tracing::warn!(
+                "could not remove container {}: {err}; remove it with `{} rm -f {}`",
+                short(&self.id),
+                self.engine.kind,
+                self.id
+            ),
+        }
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        tracing::warn!("container {} was not removed by its owner; removing it now", short(&self.id));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let engine = self.engine.clone();
+            let id = std::mem::take(&mut self.id);
+            handle.spawn(async move {
+                if let Err(err) = engine.remove_container(&id).await {
+                    tracing::warn!("could not remove container {}: {err}", short(&id));
+                }
+            });
+        }
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse_kinds_and_endpoints() {
+        assert_eq!("podman".parse(), Ok(EngineSelector::Kind(EngineKind::Podman)));
+        assert_eq!(
+            "unix:///run/podman/podman.sock".parse(),
+            Ok(EngineSelector::Host("unix:///run/podman/podman.sock".into()))
+        );
+        insta::assert_snapshot!("dokcer".parse::<EngineSelector>().unwrap_err(),
+            @"`dokcer` is not an engine: use `docker`, `podman`, or an endpoint such as unix:///run/podman/podman.sock or tcp://127.0.0.1:2375");
+    }
+
+    #[test]
+    fn references_split_into_repo_and_tag() {
+        assert_eq!(split_reference("repro-run/busybox:latest"), ("repro-run/busybox", "latest"));
+        assert_eq!(split_reference("localhost:5000/x"), ("localhost:5000/x", "latest"));
+        assert_eq!(split_reference("x"), ("x", "latest"));
+    }
+}

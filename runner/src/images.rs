@@ -1,0 +1,272 @@
+//! Base images: built-in recipes, import of rootfs tarballs, and rootfs
+//! digests of engine images (cached by the engine's content-addressed id).
+
+use std::collections::BTreeMap;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{bail, Context as _, Result};
+use bollard::models::ContainerCreateBody;
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use repro_run_core::digest::{self, Digest, TreeKind};
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+use crate::engine::Engine;
+use crate::printer::Printer;
+use crate::signal;
+
+/// A recipe compiled into the binary.
+struct BuiltinRecipe {
+    name: &'static str,
+    script: &'static str,
+    about: &'static str,
+}
+
+const BUILTIN: &[BuiltinRecipe] = &[
+    BuiltinRecipe {
+        name: "busybox",
+        script: include_str!("../../images/busybox/build-rootfs"),
+        about: "a static busybox; for fast tests (needs busybox-static)",
+    },
+    BuiltinRecipe {
+        name: "debian-bookworm",
+        script: include_str!("../../images/debian-bookworm/build-rootfs"),
+        about: "debootstrap --variant=minbase bookworm (needs root and debootstrap)",
+    },
+];
+
+/// Where a recipe's script comes from.
+pub enum Recipe {
+    /// Compiled into the binary.
+    Builtin(&'static str),
+    /// A directory holding an executable `build-rootfs`.
+    Dir(PathBuf),
+}
+
+impl Recipe {
+    /// A built-in recipe name, or a directory with a `build-rootfs`.
+    pub fn find(name_or_dir: &str) -> Result<Recipe> {
+        let path = Path::new(name_or_dir);
+        if path.join("build-rootfs").is_file() {
+            return Ok(Recipe::Dir(path.to_owned()));
+        }
+        if let Some(b) = BUILTIN.iter().find(|b| b.name == name_or_dir) {
+            return Ok(Recipe::Builtin(b.name));
+        }
+        bail!(
+            "no image recipe `{name_or_dir}`: use one of {} or a directory holding an executable \
+             build-rootfs",
+            builtin_list()
+        )
+    }
+
+    /// The recipe's name: the built-in name or the directory's name.
+    pub fn name(&self) -> String {
+        match self {
+            Recipe::Builtin(n) => (*n).to_owned(),
+            Recipe::Dir(d) => d
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "custom".to_owned()),
+        }
+    }
+
+    /// The tag a recipe's image gets unless told otherwise.
+    pub fn default_tag(&self) -> String {
+        format!("repro-run/{}:latest", self.name())
+    }
+}
+
+/// `busybox, debian-bookworm` with what each is.
+pub fn builtin_list() -> String {
+    BUILTIN.iter().map(|b| format!("`{}` ({})", b.name, b.about)).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether `name` is a built-in recipe.
+pub fn is_builtin(name: &str) -> bool {
+    BUILTIN.iter().any(|b| b.name == name)
+}
+
+/// Runs the recipe into a temporary rootfs tarball, imports it as `tag`,
+/// digests the image and caches the digest. Returns (image id, digest).
+pub async fn build_recipe(engine: &Engine, recipe: &Recipe, tag: &str, printer: &Printer) -> Result<(String, Digest)> {
+    let work =
+        tempfile::Builder::new().prefix("repro-run-image-").tempdir().context("cannot create a temporary directory")?;
+    let script = match recipe {
+        Recipe::Builtin(name) => {
+            let b = BUILTIN.iter().find(|b| b.name == *name).context("unknown built-in recipe")?;
+            let p = work.path().join("build-rootfs");
+            fs_err::write(&p, b.script)?;
+            p
+        }
+        Recipe::Dir(d) => d.join("build-rootfs"),
+    };
+    let tarball = work.path().join("rootfs.tar");
+    printer.status(format!("building image {tag} from recipe {}", recipe.name()));
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg(&script).arg(&tarball).kill_on_drop(true).stdin(Stdio::null());
+    if printer.is_quiet() {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    } else {
+        // The recipe's output is progress, so all of it goes to stderr.
+        let err = std::io::stderr().as_fd().try_clone_to_owned().context("cannot duplicate stderr")?;
+        cmd.stdout(Stdio::from(err));
+    }
+    let status =
+        signal::cancellable(async { cmd.status().await.with_context(|| format!("cannot run {}", script.display())) })
+            .await?;
+    if !status.success() {
+        bail!("image recipe {} failed ({status}); its output above says why", recipe.name());
+    }
+    let id = import_file(engine, &tarball, tag).await?;
+    let digest = digest_image(engine, tag, true, printer).await?;
+    Ok((id, digest))
+}
+
+/// Imports a rootfs tarball (plain or gzip; the engine detects which) as `tag`.
+pub async fn import_file(engine: &Engine, tarball: &Path, tag: &str) -> Result<String> {
+    let file = tokio::fs::File::open(tarball).await.with_context(|| format!("cannot open {}", tarball.display()))?;
+    signal::cancellable(engine.import(tag, ReaderStream::with_capacity(file, 256 * 1024))).await
+}
+
+/// Imports a directory as `tag`, streaming a tar of it (owners, modes and
+/// links as they are on disk) straight to the engine.
+pub async fn import_dir(engine: &Engine, dir: &Path, tag: &str) -> Result<String> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let (writer, reader) = tokio::io::duplex(256 * 1024);
+    let dir = dir.to_owned();
+    let producer = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut builder = tar::Builder::new(SyncIoBridge::new(writer));
+        builder.follow_symlinks(false);
+        builder.mode(tar::HeaderMode::Complete);
+        builder.append_dir_all(".", &dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        builder.into_inner().context("cannot finish the tar stream")?;
+        Ok(())
+    });
+    let id = signal::cancellable(engine.import(tag, ReaderStream::with_capacity(reader, 256 * 1024))).await;
+    producer.await.context("the tar writer panicked")??;
+    id
+}
+
+/// The `repro-tree-v1` digest of an engine image: the export of a created,
+/// never-started container streams straight into the digest. Cached by the
+/// image id, which is content-addressed, unless `no_cache`.
+pub async fn digest_image(engine: &Engine, reference: &str, no_cache: bool, printer: &Printer) -> Result<Digest> {
+    let Some(id) = engine.image_id(reference).await? else {
+        bail!(
+            "the {} engine has no image `{reference}`: build one with `repro-run image build <recipe>` or import a \
+             rootfs with `repro-run image import <rootfs.tar> --tag {reference}`",
+            engine.kind
+        );
+    };
+    let cache = DigestCache::open();
+    if !no_cache {
+        if let Some(d) = cache.get(&id) {
+            return Ok(d);
+        }
+    }
+    let body = ContainerCreateBody {
+        image: Some(id.clone()),
+        // Never started: any command will do, but imported images have none.
+        cmd: Some(vec!["/repro-run-never-started".into()]),
+        network_disabled: Some(true),
+        ..Default::default()
+    };
+    let guard = engine.create(body, Default::default()).await?;
+    let result = signal::cancellable(digest_stream(engine.export(guard.id()), TreeKind::Rootfs, printer)).await;
+    guard.remove().await;
+    let digest = result.with_context(|| format!("cannot digest image `{reference}`"))?;
+    cache.put(&id, digest);
+    Ok(digest)
+}
+
+/// Digests a tar byte stream on a blocking thread, without buffering it.
+pub async fn digest_stream<S>(stream: S, kind: TreeKind, printer: &Printer) -> Result<Digest>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+{
+    let progress = Progress::new(printer);
+    let counted = stream.map_ok(move |b| {
+        progress.add(b.len());
+        b
+    });
+    let reader = StreamReader::new(Box::pin(counted));
+    let bridge = SyncIoBridge::new(reader);
+    let digest = tokio::task::spawn_blocking(move || digest::digest_tar(bridge, kind))
+        .await
+        .context("the digest task panicked")??;
+    Ok(digest)
+}
+
+/// Bytes-and-throughput progress on stderr, when stderr is a terminal.
+#[derive(Clone)]
+struct Progress {
+    inner: Option<std::sync::Arc<std::sync::Mutex<(u64, std::time::Instant, std::time::Instant)>>>,
+}
+
+impl Progress {
+    fn new(printer: &Printer) -> Self {
+        use std::io::IsTerminal as _;
+        let on = !printer.is_quiet() && std::io::stderr().is_terminal();
+        let now = std::time::Instant::now();
+        Progress { inner: on.then(|| std::sync::Arc::new(std::sync::Mutex::new((0, now, now)))) }
+    }
+
+    fn add(&self, n: usize) {
+        let Some(inner) = &self.inner else { return };
+        let Ok(mut g) = inner.lock() else { return };
+        g.0 += n as u64;
+        if g.2.elapsed().as_millis() >= 200 {
+            g.2 = std::time::Instant::now();
+            let secs = g.1.elapsed().as_secs_f64().max(0.001);
+            let mib = g.0 as f64 / (1024.0 * 1024.0);
+            Printer::new(false).progress(format!("digesting: {mib:.1} MiB, {:.1} MiB/s", mib / secs));
+        }
+    }
+}
+
+/// Image id → rootfs digest, in `$XDG_CACHE_HOME/repro-run/image-digests.json`.
+struct DigestCache {
+    path: Option<PathBuf>,
+    map: BTreeMap<String, Digest>,
+}
+
+impl DigestCache {
+    fn open() -> Self {
+        let path = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("repro-run").join("image-digests.json"));
+        let map = path
+            .as_ref()
+            .and_then(|p| fs_err::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        DigestCache { path, map }
+    }
+
+    fn get(&self, id: &str) -> Option<Digest> {
+        self.map.get(id).copied()
+    }
+
+    fn put(mut self, id: &str, digest: Digest) {
+        let Some(path) = self.path.take() else { return };
+        self.map.insert(id.to_owned(), digest);
+        let write = || -> Result<()> {
+            let dir = path.parent().context("cache path has no parent")?;
+            fs_err::create_dir_all(dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            serde_json::to_writer_pretty(&mut tmp, &self.map)?;
+            tmp.persist(&path)?;
+            Ok(())
+        };
+        if let Err(err) = write() {
+            tracing::warn!("cannot write the digest cache {}: {err:#}", path.display());
+        }
+    }
+}

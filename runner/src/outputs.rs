@@ -1,0 +1,281 @@
+//! Build outputs: a tar stream from the container → a safe output directory.
+//!
+//! The tar comes from the build, and the build is not trusted. Extraction
+//! therefore never follows a link on the host, never writes outside the
+//! staging directory, strips setuid/setgid/sticky bits (with a warning),
+//! skips fifos and device nodes (with a warning), and keeps names that are
+//! not UTF-8. Everything lands in a staging directory next to the final one,
+//! which replaces the old output only when complete, so a failed build never
+//! leaves half an output where a good one stood.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use repro_run_core::record::{hash_content, Artifact};
+
+/// Extracts one output's tar (as `GET /containers/{id}/archive` returns it:
+/// the output's last path component is the top entry) into `staging`, under
+/// the output's own relative path. Returns warnings for the user.
+pub fn extract(reader: impl Read, staging: &Path, output: &str) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+    // `out/bin` arrives as `bin/...`: re-root it at `out/bin/...`.
+    let parent = Path::new(output).parent().unwrap_or(Path::new(""));
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().context("cannot read the output tar from the engine")? {
+        let mut entry = entry.context("the output tar from the engine is corrupt")?;
+        let raw = entry.path_bytes().into_owned();
+        let rel = safe_relative(&raw).with_context(|| {
+            format!(
+                "refusing output entry `{}`: it would land outside the output directory",
+                String::from_utf8_lossy(&raw)
+            )
+        })?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let rel = parent.join(rel);
+        let dest = staging.join(&rel);
+        ensure_real_parents(staging, &rel)?;
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644);
+        let shown = rel.display().to_string();
+        let special = mode & 0o7000;
+        match header.entry_type() {
+            tar::EntryType::Directory => {
+                if special != 0 {
+                    warnings.push(format!("{shown}: stripped setuid/setgid/sticky bits ({mode:04o})"));
+                }
+                match fs_err::symlink_metadata(&dest) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => bail!("output entry `{shown}` is both a directory and something else"),
+                    Err(_) => fs_err::create_dir(&dest)?,
+                }
+                dir_modes.push((dest, mode & 0o777));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                if special != 0 {
+                    warnings.push(format!("{shown}: stripped setuid/setgid/sticky bits ({mode:04o})"));
+                }
+                remove_existing(&dest)?;
+                let mut f = fs_err::OpenOptions::new().write(true).create_new(true).open(&dest)?;
+                std::io::copy(&mut entry, &mut f).with_context(|| format!("cannot write {}", dest.display()))?;
+                f.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .with_context(|| format!("output symlink `{shown}` has no target"))?
+                    .into_owned();
+                remove_existing(&dest)?;
+                // Kept as a link, never followed: a link to /etc/passwd stays a
+                // link and its target is never read.
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &dest)
+                    .with_context(|| format!("cannot create the symlink {}", dest.display()))?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .with_context(|| format!("output hard link `{shown}` has no target"))?
+                    .into_owned();
+                let target_rel = safe_relative(&target)
+                    .map(|t| parent.join(t))
+                    .with_context(|| format!("refusing hard link `{shown}`: its target is outside the output"))?;
+                let target_abs = staging.join(&target_rel);
+                ensure_real_parents(staging, &target_rel)?;
+                if !fs_err::symlink_metadata(&target_abs).map(|m| m.is_file()).unwrap_or(false) {
+                    bail!(
+                        "refusing hard link `{shown}`: its target `{}` is not a file in the output",
+                        target_rel.display()
+                    );
+                }
+                remove_existing(&dest)?;
+                fs_err::copy(&target_abs, &dest)?;
+            }
+            other => {
+                warnings.push(format!("{shown}: skipped, a {other:?} is not an artifact"));
+            }
+        }
+    }
+    // Directory modes last, deepest first, so a read-only directory does not
+    // stop its own contents from being written.
+    for (dir, mode) in dir_modes.into_iter().rev() {
+        fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o700))?;
+    }
+    Ok(warnings)
+}
+
+/// A tar path made relative and checked: no `..`, no root, no prefix.
+fn safe_relative(raw: &[u8]) -> Option<PathBuf> {
+    let path = Path::new(OsStr::from_bytes(raw));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::RootDir | Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Every ancestor of `rel` inside `root` must be a real directory (created
+/// here if missing), never a symlink: otherwise an entry `a -> /etc` followed
+/// by `a/passwd` would write outside.
+fn ensure_real_parents(root: &Path, rel: &Path) -> Result<()> {
+    let mut cur = root.to_path_buf();
+    let Some(parent) = rel.parent() else { return Ok(()) };
+    for c in parent.components() {
+        cur.push(c);
+        match fs_err::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "refusing output entry `{}`: `{}` is not a directory (a build-made link is never followed)",
+                rel.display(),
+                cur.strip_prefix(root).unwrap_or(&cur).display()
+            ),
+            Err(_) => fs_err::create_dir(&cur)?,
+        }
+    }
+    Ok(())
+}
+
+fn remove_existing(path: &Path) -> Result<()> {
+    match fs_err::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => bail!("output entry `{}` is both a directory and a file", path.display()),
+        Ok(_) => fs_err::remove_file(path).map_err(Into::into),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Hashes every file and link under `dir`, sorted by path bytes.
+pub fn hash_tree(dir: &Path) -> Result<Vec<Artifact>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs_err::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            let meta = fs_err::symlink_metadata(&path)?;
+            let rel = path.strip_prefix(dir).context("hashed outside the output")?;
+            let rel_str = String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned();
+            let mode = format!("{:04o}", meta.permissions().mode() & 0o7777);
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.file_type().is_symlink() {
+                let target = fs_err::read_link(&path)?;
+                let h = hash_content(target.as_os_str().as_bytes())?;
+                out.push(Artifact {
+                    path: rel_str,
+                    size: 0,
+                    mode,
+                    blake3: h.blake3,
+                    sha256: h.sha256,
+                    link: Some(String::from_utf8_lossy(target.as_os_str().as_bytes()).into_owned()),
+                });
+            } else {
+                let h = hash_content(fs_err::File::open(&path)?)?;
+                out.push(Artifact {
+                    path: rel_str,
+                    size: h.size,
+                    mode,
+                    blake3: h.blake3,
+                    sha256: h.sha256,
+                    link: None,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(out)
+}
+
+/// Moves `staging` into place at `out`, replacing what was there only once
+/// the new tree is complete.
+pub fn replace_dir(staging: tempfile::TempDir, out: &Path) -> Result<()> {
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let old = tempfile::Builder::new().prefix(".repro-out.old-").tempdir_in(parent)?;
+    let had_old = fs_err::symlink_metadata(out).is_ok();
+    if had_old {
+        fs_err::rename(out, old.path().join("previous"))?;
+    }
+    let staging = staging.keep();
+    if let Err(err) = fs_err::rename(&staging, out) {
+        // Put the old output back: nothing lost.
+        if had_old {
+            let _ = fs_err::rename(old.path().join("previous"), out);
+        }
+        let _ = fs_err::remove_dir_all(&staging);
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, path, std::str::from_utf8(data).unwrap()).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, *data).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn extracts_files_dirs_and_links_under_the_output_path() {
+        let staging = tempfile::tempdir().unwrap();
+        let t = tar_of(&[
+            ("bin/", tar::EntryType::Directory, b"", 0o755),
+            ("bin/hello", tar::EntryType::Regular, b"hi", 0o4755),
+            ("bin/link", tar::EntryType::Symlink, b"/etc/passwd", 0o777),
+            ("bin/fifo", tar::EntryType::Fifo, b"", 0o644),
+        ]);
+        let warnings = extract(&t[..], staging.path(), "out/bin").unwrap();
+        let hello = staging.path().join("out/bin/hello");
+        assert_eq!(fs_err::read(&hello).unwrap(), b"hi");
+        assert_eq!(fs_err::metadata(&hello).unwrap().permissions().mode() & 0o7777, 0o755);
+        assert_eq!(fs_err::read_link(staging.path().join("out/bin/link")).unwrap(), Path::new("/etc/passwd"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let arts = hash_tree(staging.path()).unwrap();
+        let paths: Vec<&str> = arts.iter().map(|a| a.path.as_str()).collect();
+        assert_eq!(paths, ["out/bin/hello", "out/bin/link"]);
+        // The link's target was hashed as text, never read.
+        assert_eq!(arts[1].size, 0);
+        assert_eq!(arts[1].link.as_deref(), Some("/etc/passwd"));
+    }
+
+    #[test]
+    fn refuses_to_write_through_a_link_or_outside() {
+        let staging = tempfile::tempdir().unwrap();
+        let t = tar_of(&[
+            ("o/", tar::EntryType::Directory, b"", 0o755),
+            ("o/evil", tar::EntryType::Symlink, b"/tmp", 0o777),
+            ("o/evil/x", tar::EntryType::Regular, b"pwn", 0o644),
+        ]);
+        let err = extract(&t[..], staging.path(), "o").unwrap_err();
+        assert!(format!("{err:#}").contains("is not a directory"), "{err:#}");
+        let t = tar_of(&[("../x", tar::EntryType::Regular, b"pwn", 0o644)]);
+        let err = extract(&t[..], staging.path(), "o").unwrap_err();
+        assert!(format!("{err:#}").contains("outside the output directory"), "{err:#}");
+    }
+}

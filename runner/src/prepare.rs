@@ -1,0 +1,168 @@
+//! Base image + toolchain packages → toolchain image.
+//!
+//! The only step that may use the network: a container on the engine's
+//! default bridge runs the image's package manager, and is committed as
+//! `repro-run/toolchain:<key>`, where the key hashes the base image id and
+//! the sorted package list. The same inputs find the same image again, so
+//! preparation runs once per machine.
+
+use anyhow::{bail, Context as _, Result};
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
+use futures_util::StreamExt;
+use repro_run_core::digest::Digest;
+use repro_run_core::hermetic;
+
+use crate::engine::Engine;
+use crate::exit::EngineError;
+use crate::images::{self, Recipe};
+use crate::printer::Printer;
+use crate::signal;
+
+/// The base image a manifest names, present in the engine.
+pub struct BaseImage {
+    /// The reference the engine knows it by.
+    pub reference: String,
+    /// The engine's id.
+    pub id: String,
+}
+
+/// Finds the base image; a built-in recipe name is built and imported on
+/// first use.
+pub async fn base_image(engine: &Engine, name: &str, printer: &Printer) -> Result<BaseImage> {
+    if images::is_builtin(name) {
+        let recipe = Recipe::find(name)?;
+        let reference = recipe.default_tag();
+        if let Some(id) = engine.image_id(&reference).await? {
+            return Ok(BaseImage { reference, id });
+        }
+        let (id, digest) = images::build_recipe(engine, &recipe, &reference, printer).await?;
+        printer.status(format!("image {reference}: rootfs {digest}"));
+        return Ok(BaseImage { reference, id });
+    }
+    match engine.image_id(name).await? {
+        Some(id) => Ok(BaseImage { reference: name.to_owned(), id }),
+        None => bail!(
+            "image `{name}` is neither a built-in recipe ({}) nor an image in the {} engine\n  hint: use \
+             `name = \"debian-bookworm\"`, build an image with `repro-run image build <recipe-dir>`, or import \
+             a rootfs with `repro-run image import <rootfs.tar> --tag {name}`",
+            images::builtin_list(),
+            engine.kind
+        ),
+    }
+}
+
+/// Exit code of the install script when the image has no `apt-get`.
+const NO_PACKAGE_MANAGER: i64 = 100;
+
+/// The toolchain image: the base image itself when no packages are wanted,
+/// otherwise the base image with the packages installed (made once).
+pub async fn toolchain_image(
+    engine: &Engine,
+    base: &BaseImage,
+    packages: &[String],
+    printer: &Printer,
+) -> Result<String> {
+    if packages.is_empty() {
+        return Ok(base.id.clone());
+    }
+    let key = Digest::of_bytes(format!("{}\n{}", base.id, packages.join("\n")).as_bytes()).to_hex();
+    let tag = format!("repro-run/toolchain:{}", &key[..16]);
+    if let Some(id) = engine.image_id(&tag).await? {
+        return Ok(id);
+    }
+    printer.status(format!("preparing toolchain {tag}: {} on {}", packages.join(" "), base.reference));
+    let script = format!(
+        "command -v apt-get >/dev/null 2>&1 || exit {NO_PACKAGE_MANAGER}\n\
+         set -e\n\
+         apt-get update -q\n\
+         apt-get install -y -q --no-install-recommends {}\n\
+         apt-get clean\n\
+         rm -rf /var/lib/apt/lists/*\n",
+        packages.join(" ")
+    );
+    let body = ContainerCreateBody {
+        image: Some(base.id.clone()),
+        cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        env: Some(vec![format!("PATH={}", hermetic::PATH), "DEBIAN_FRONTEND=noninteractive".into()]),
+        host_config: Some(HostConfig { network_mode: Some("bridge".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    let guard = engine.create(body, Default::default()).await?;
+    let id = guard.id().to_owned();
+    let result = signal::cancellable(async {
+        engine.start(&id).await?;
+        let mut logs = engine.logs(&id);
+        let mut tail = Tail::default();
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk?;
+            printer.log(&chunk);
+            tail.push(&chunk);
+        }
+        let code = engine.wait(&id).await?;
+        if code == NO_PACKAGE_MANAGER {
+            bail!(
+                "image `{}` has no apt-get, so toolchain packages ({}) cannot be installed\n  hint: use a Debian-based \
+                 image such as `debian-bookworm`, or drop [toolchain] packages",
+                base.reference,
+                packages.join(" ")
+            );
+        }
+        if code != 0 {
+            bail!(
+                "installing the toolchain packages failed (exit {code}); the last lines of apt's output:\n{}",
+                tail.text()
+            );
+        }
+        // The committed image carries no environment but PATH: the build
+        // sets its own, from scratch.
+        let config = ContainerConfig { env: Some(vec![format!("PATH={}", hermetic::PATH)]), ..Default::default() };
+        engine.commit(&id, &tag, config).await.map_err(|e| anyhow::Error::new(EngineError(format!("{e:#}"))))
+    })
+    .await;
+    guard.remove().await;
+    let image = result.context("cannot prepare the toolchain image")?;
+    printer.status(format!("toolchain {tag} ready"));
+    Ok(image)
+}
+
+/// The last lines of a log, for error messages.
+#[derive(Default)]
+pub struct Tail {
+    bytes: Vec<u8>,
+}
+
+impl Tail {
+    const KEEP: usize = 8 * 1024;
+
+    /// Appends log bytes, keeping only the end.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        if self.bytes.len() > 2 * Self::KEEP {
+            self.bytes.drain(..self.bytes.len() - Self::KEEP);
+        }
+    }
+
+    /// The last 20 lines, indented.
+    pub fn text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(20);
+        lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+
+    #[test]
+    fn tail_keeps_the_last_twenty_lines() {
+        let mut t = Tail::default();
+        for i in 0..100 {
+            t.push(format!("line {i}\n").as_bytes());
+        }
+        let text = t.text();
+        assert!(text.starts_with("    line 80\n"));
+        assert!(text.ends_with("    line 99"));
+    }
+}

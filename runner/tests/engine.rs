@@ -1,0 +1,205 @@
+//! Integration tests against a real container engine: no mock stands in.
+//!
+//! Every test here is `#[ignore = "needs an engine"]`, so a plain
+//! `cargo test` lists them as ignored rather than passing them silently; the
+//! README's test command runs them with `--include-ignored` after
+//! `scripts/engine-up`. `REPRO_RUN_TEST_ENGINES` (default `docker,podman`)
+//! lists the engines each test runs on; an engine in that list that does not
+//! answer fails the test.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::{engines, Project};
+
+/// The environment inside the build is exactly the documented one, and no
+/// host variable leaks in.
+#[test]
+#[ignore = "needs an engine"]
+fn environment_is_built_from_scratch() {
+    for engine in engines() {
+        let p = Project::busybox(
+            // PID 1 is the shell `env -i` started: its environ is exactly what the
+            // build command was given.
+            r#"["/bin/sh", "-c", "mkdir -p out && cat /proc/1/environ | tr '\\0' '\\n' > out/env"]"#,
+            r#"outputs = ["out/"]
+env = { GREETING = "hello world" }"#,
+        );
+        let run = p.build(&engine, &[("REPRO_RUN_TEST_LEAK", "must-not-appear"), ("CFLAGS", "-O0")]);
+        run.assert_exit(0);
+        let env = p.read("repro-out/out/env");
+        assert_eq!(
+            env.lines().collect::<Vec<_>>(),
+            [
+                "GREETING=hello world",
+                "HOME=/home/build",
+                "LANG=C.UTF-8",
+                "LC_ALL=C.UTF-8",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "SOURCE_DATE_EPOCH=0",
+                "TZ=UTC",
+            ],
+            "on {engine}"
+        );
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// Hostname, working directory, user, umask and /tmp are the fixed ones.
+#[test]
+#[ignore = "needs an engine"]
+fn hostname_workdir_user_are_fixed() {
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""mkdir -p out && hostname > out/hostname && pwd > out/pwd && id -u > out/uid && id -g > out/gid && umask > out/umask && ls -ld /src | cut -c1-10 > out/srcmode && grep ' /tmp ' /proc/mounts | cut -d' ' -f3 > out/tmpfs && ls /src > out/ls""#,
+            r#"outputs = ["out"]"#,
+        );
+        p.write("input.txt", "x");
+        p.build(&engine, &[]).assert_exit(0);
+        assert_eq!(p.read("repro-out/out/hostname"), "repro-run\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/pwd"), "/src\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/uid"), "1000\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/gid"), "1000\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/umask"), "0022\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/tmpfs"), "tmpfs\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/ls"), "input.txt\nout\nrepro.toml\n", "on {engine}");
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// The network is off: only the loopback interface exists, and Debian's
+/// mirror (read from this machine's apt sources) can be neither resolved nor
+/// reached by address.
+#[test]
+#[ignore = "needs an engine"]
+fn network_is_off() {
+    let (mirror_host, mirror_ip) = util::apt_mirror();
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""mkdir -p out && tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > out/ifaces; nslookup $MIRROR_HOST > out/dns.log 2>&1; echo $? > out/dns; wget -q -T 5 -O /dev/null http://$MIRROR_IP/ > out/wget.log 2>&1; echo $? > out/wget""#,
+            &format!("outputs = [\"out\"]\nenv = {{ MIRROR_HOST = \"{mirror_host}\", MIRROR_IP = \"{mirror_ip}\" }}"),
+        );
+        p.build(&engine, &[]).assert_exit(0);
+        assert_eq!(p.read("repro-out/out/ifaces"), "lo\n", "on {engine}");
+        assert_ne!(p.read("repro-out/out/dns").trim(), "0", "{mirror_host} resolved on {engine}");
+        assert_ne!(p.read("repro-out/out/wget").trim(), "0", "{mirror_ip} reached on {engine}");
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// A successful build writes artifacts, their digests on stdout, and a
+/// record with the documented keys; a second run gives the same digests.
+#[test]
+#[ignore = "needs an engine"]
+fn build_hashes_artifacts_into_a_record() {
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""mkdir -p out/sub && cp input.txt out/copy.txt && echo built > out/sub/b && ln -s copy.txt out/link""#,
+            r#"outputs = ["out/"]"#,
+        );
+        p.write("input.txt", "some input\n");
+        let first = p.build(&engine, &[]);
+        first.assert_exit(0);
+        let copy_b3 = blake3::hash(b"some input\n").to_hex().to_string();
+        assert!(first.stdout.contains(&format!("{copy_b3}  out/copy.txt")), "stdout: {}", first.stdout);
+        let record: serde_json::Value = serde_json::from_str(&p.read("repro-out.json")).unwrap();
+        for key in [
+            "format",
+            "env_id",
+            "source_digest",
+            "artifacts",
+            "artifacts_digest",
+            "exit_code",
+            "engine",
+            "host",
+            "timings",
+            "log_digest",
+            "command",
+        ] {
+            assert!(record.get(key).is_some(), "record has no `{key}`: {record}");
+        }
+        assert_eq!(record["engine"]["kind"], engine.as_str());
+        let paths: Vec<&str> =
+            record["artifacts"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap()).collect();
+        assert_eq!(paths, ["out/copy.txt", "out/link", "out/sub/b"]);
+        assert_eq!(record["artifacts"][0]["sha256"], util::sha256_hex(b"some input\n"));
+        assert_eq!(std::fs::read_link(p.path("repro-out/out/link")).unwrap().to_str(), Some("copy.txt"));
+
+        let second = p.build(&engine, &[]);
+        second.assert_exit(0);
+        assert_eq!(first.stdout, second.stdout, "artifact digests differ between two runs on {engine}");
+        let again: serde_json::Value = serde_json::from_str(&p.read("repro-out.json")).unwrap();
+        assert_eq!(record["artifacts_digest"], again["artifacts_digest"]);
+        assert_eq!(record["env_id"], again["env_id"]);
+        assert_eq!(record["source_digest"], again["source_digest"]);
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// A failing command exits 4, shows the end of its log, leaves the previous
+/// output in place, and leaves no container.
+#[test]
+#[ignore = "needs an engine"]
+fn failing_command_exits_4_and_cleans_up() {
+    for engine in engines() {
+        let p = Project::busybox(r#""mkdir -p out && echo ok > out/f""#, r#"outputs = ["out"]"#);
+        p.build(&engine, &[]).assert_exit(0);
+        p.write_manifest(r#""echo this went wrong >&2; exit 3""#, r#"outputs = ["out"]"#);
+        let run = p.build(&engine, &[]);
+        run.assert_exit(4);
+        assert!(run.stderr.contains("exited with 3"), "{}", run.stderr);
+        assert!(run.stderr.contains("this went wrong"), "{}", run.stderr);
+        assert_eq!(p.read("repro-out/out/f"), "ok\n", "the good output was lost");
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// A declared output the build did not make is named, with exit 4.
+#[test]
+#[ignore = "needs an engine"]
+fn missing_output_is_named() {
+    for engine in engines() {
+        let p = Project::busybox(r#""true""#, r#"outputs = ["dist/"]"#);
+        let run = p.build(&engine, &[]);
+        run.assert_exit(4);
+        assert!(run.stderr.contains("did not create the declared output `dist`"), "{}", run.stderr);
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// SIGINT in the middle of a build stops it, removes the container and
+/// exits 130.
+#[test]
+#[ignore = "needs an engine"]
+fn sigint_mid_build_removes_the_container() {
+    for engine in engines() {
+        let p = Project::busybox(r#""echo started; sleep 120""#, r#"outputs = ["out"]"#);
+        let mut child = p.spawn_build(&engine);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !p.log_says("started") {
+            assert!(Instant::now() < deadline, "the build never started");
+            assert!(child.try_wait().unwrap().is_none(), "repro-run exited before the build started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(p.containers(&engine).len(), 1, "the build container should be running");
+        util::sigint(&child);
+        let status = util::wait_timeout(&mut child, Duration::from_secs(30)).expect("repro-run did not stop");
+        assert_eq!(status.code(), Some(130), "on {engine}");
+        p.assert_no_containers(&engine);
+        assert!(!p.path("repro-out").exists(), "an interrupted build left an output");
+    }
+}
+
+/// A name that is neither a recipe nor an image: exit 2 and what to do.
+#[test]
+#[ignore = "needs an engine"]
+fn unknown_image_is_a_usage_error() {
+    for engine in engines() {
+        let p = Project::new("no-such-image:1", r#""true""#, r#"outputs = ["o"]"#);
+        let run = p.build(&engine, &[]);
+        run.assert_exit(2);
+        assert!(run.stderr.contains("image `no-such-image:1` is neither a built-in recipe"), "{}", run.stderr);
+        assert!(run.stderr.contains("repro-run image import"), "{}", run.stderr);
+    }
+}

@@ -1,0 +1,216 @@
+//! Test harness: projects in temporary directories, `repro-run` runs, and
+//! container counts read from the engine itself.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The repro-run binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_repro-run")
+}
+
+/// The engines to test on: `REPRO_RUN_TEST_ENGINES`, default both.
+pub fn engines() -> Vec<String> {
+    let list = std::env::var("REPRO_RUN_TEST_ENGINES").unwrap_or_else(|_| "docker,podman".into());
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Makes the busybox base image once per engine per test process, so tests
+/// running in parallel do not each import it.
+pub fn ensure_busybox(engine: &str) {
+    static DONE: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let done = DONE.get_or_init(|| Mutex::new(Vec::new()));
+    let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+    if done.iter().any(|e| e == engine) {
+        return;
+    }
+    let out = Command::new(bin()).args(["image", "build", "busybox", "--quiet", "--engine", engine]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cannot make the busybox image on {engine} (is it running? scripts/engine-up starts it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    done.push(engine.to_owned());
+}
+
+/// The result of one `repro-run` run.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Runs repro-run with `args`, in `cwd`, with extra environment.
+pub fn repro_run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(bin()).args(args).current_dir(cwd).envs(env.iter().copied()).output().unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A project in a temporary directory.
+pub struct Project {
+    dir: tempfile::TempDir,
+    image: String,
+}
+
+impl Project {
+    /// A project on `image` with `command` (TOML) and more `[build]` lines.
+    pub fn new(image: &str, command: &str, build_extra: &str) -> Project {
+        let p = Project { dir: tempfile::tempdir().unwrap(), image: image.to_owned() };
+        p.write_manifest(command, build_extra);
+        p
+    }
+
+    /// A project on the busybox image.
+    pub fn busybox(command: &str, build_extra: &str) -> Project {
+        Project::new("busybox", command, build_extra)
+    }
+
+    pub fn write_manifest(&self, command: &str, build_extra: &str) {
+        self.write(
+            "repro.toml",
+            &format!("[image]\nname = \"{}\"\n\n[build]\ncommand = {command}\n{build_extra}\n", self.image),
+        );
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+    }
+
+    /// `repro-run build` on `engine`.
+    pub fn build(&self, engine: &str, env: &[(&str, &str)]) -> Run {
+        if self.image == "busybox" {
+            ensure_busybox(engine);
+        }
+        repro_run(self.dir.path(), &["build", "--engine", engine], env)
+    }
+
+    /// `repro-run build` in the background, its stderr going to `build.err`.
+    pub fn spawn_build(&self, engine: &str) -> Child {
+        ensure_busybox(engine);
+        let err = std::fs::File::create(self.path("build.err")).unwrap();
+        Command::new(bin())
+            .args(["build", "--engine", engine])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Whether the background build's stderr contains `text` yet.
+    pub fn log_says(&self, text: &str) -> bool {
+        std::fs::read_to_string(self.path("build.err")).is_ok_and(|s| s.contains(text))
+    }
+
+    /// Containers (any state) that repro-run labelled with this project.
+    pub fn containers(&self, engine: &str) -> Vec<String> {
+        let dir = self.dir.path().canonicalize().unwrap();
+        let out = Command::new(engine)
+            .args(["ps", "-a", "-q", "--no-trunc", "--filter"])
+            .arg(format!("label=org.repro-run.project={}", dir.display()))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `{engine} ps`: {e}"));
+        assert!(out.status.success(), "{engine} ps failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    pub fn assert_no_containers(&self, engine: &str) {
+        let left = self.containers(engine);
+        assert!(left.is_empty(), "{engine} still holds containers of this project: {left:?}");
+    }
+}
+
+/// Sends SIGINT to a child process.
+pub fn sigint(child: &Child) {
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Waits for a child, at most `limit`.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// sha256 of `bytes`, hex, by the system's sha256sum (an independent check).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+}
+
+/// Debian's mirror as this machine's apt sources name it: (host, an IPv4
+/// address of it). The test that uses it checks the build cannot reach it.
+pub fn apt_mirror() -> (String, String) {
+    let mut texts = Vec::new();
+    for f in ["/etc/apt/sources.list"] {
+        if let Ok(t) = std::fs::read_to_string(f) {
+            texts.push(t);
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            if e.path().extension().is_some_and(|x| x == "sources" || x == "list") {
+                if let Ok(t) = std::fs::read_to_string(e.path()) {
+                    texts.push(t);
+                }
+            }
+        }
+    }
+    let host = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|w| w.strip_prefix("http://").or_else(|| w.strip_prefix("https://")))
+        .map(|rest| rest.split('/').next().unwrap_or_default().to_owned())
+        .find(|h| !h.is_empty())
+        .expect("this machine's apt sources name no http mirror; the network test needs one to aim at");
+    use std::net::ToSocketAddrs as _;
+    let ip = (host.as_str(), 80)
+        .to_socket_addrs()
+        .unwrap_or_else(|e| panic!("cannot resolve {host} on the host: {e}"))
+        .find(|a| a.is_ipv4())
+        .unwrap_or_else(|| panic!("{host} has no IPv4 address"))
+        .ip()
+        .to_string();
+    (host, ip)
+}
