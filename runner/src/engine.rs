@@ -212,7 +212,8 @@ impl Engine {
         let mut out = Vec::new();
         for img in images {
             for tag in &img.repo_tags {
-                let tag = tag.strip_prefix("localhost/").unwrap_or(tag);
+                // Podman qualifies short names; show them as they were given.
+                let tag = tag.strip_prefix("localhost/").or_else(|| tag.strip_prefix("docker.io/")).unwrap_or(tag);
                 if tag.starts_with(prefix) {
                     out.push((tag.to_owned(), img.id.clone()));
                 }
@@ -228,8 +229,9 @@ impl Engine {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
-        let (repo, tag) = split_reference(reference);
-        let options = CreateImageOptionsBuilder::default().from_src("-").repo(repo).tag(tag).build();
+        // The whole reference goes in `repo`: Podman's compatible API drops
+        // the separate `tag` parameter (and names the image `:latest`).
+        let options = CreateImageOptionsBuilder::default().from_src("-").repo(reference).build();
         let mut progress = self.docker.create_image(Some(options), Some(bollard::body_try_stream(tar)), None);
         while let Some(item) = progress.next().await {
             let info = item.with_context(|| format!("the engine refused to import `{reference}`"))?;

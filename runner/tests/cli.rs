@@ -1,6 +1,9 @@
 //! What users see when the input is wrong: these need no engine, and their
 //! messages are snapshots.
 
+// Tests panic to fail, and their panics name the paths they touch.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod util;
 
 use util::{repro_run, Project};

@@ -7,6 +7,9 @@
 //! lists the engines each test runs on; an engine in that list that does not
 //! answer fails the test.
 
+// Tests panic to fail, and their panics name the paths they touch.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod util;
 
 use std::time::{Duration, Instant};
@@ -93,6 +96,7 @@ fn network_is_off() {
 #[test]
 #[ignore = "needs an engine"]
 fn build_hashes_artifacts_into_a_record() {
+    let mut per_engine = Vec::new();
     for engine in engines() {
         let p = Project::busybox(
             r#""mkdir -p out/sub && cp input.txt out/copy.txt && echo built > out/sub/b && ln -s copy.txt out/link""#,
@@ -134,6 +138,11 @@ fn build_hashes_artifacts_into_a_record() {
         assert_eq!(record["env_id"], again["env_id"]);
         assert_eq!(record["source_digest"], again["source_digest"]);
         p.assert_no_containers(&engine);
+        per_engine.push((engine, record["env_id"].clone(), record["artifacts_digest"].clone()));
+    }
+    // The same build on Docker and on Podman: one env_id, one artifacts digest.
+    for w in per_engine.windows(2) {
+        assert_eq!((&w[0].1, &w[0].2), (&w[1].1, &w[1].2), "{} and {} disagree", w[0].0, w[1].0);
     }
 }
 
@@ -201,5 +210,139 @@ fn unknown_image_is_a_usage_error() {
         run.assert_exit(2);
         assert!(run.stderr.contains("image `no-such-image:1` is neither a built-in recipe"), "{}", run.stderr);
         assert!(run.stderr.contains("repro-run image import"), "{}", run.stderr);
+    }
+}
+
+/// The README's main job: examples/hello-c builds on debian-bookworm with gcc,
+/// and a second build gives the same artifact digests. Slow (debootstrap and
+/// apt-get on first use), so it runs on the first engine only.
+#[test]
+#[ignore = "needs an engine and Debian's mirror"]
+fn hello_c_example_is_reproducible() {
+    let engine = engines().into_iter().next().expect("REPRO_RUN_TEST_ENGINES is empty");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-c");
+    let out = tempfile::tempdir().unwrap();
+    let build = |n: &str| {
+        let manifest = example.join("repro.toml");
+        let dest = out.path().join(n);
+        let record = out.path().join(format!("{n}.json"));
+        let args = [
+            "build",
+            "--engine",
+            &engine,
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--out",
+            dest.to_str().unwrap(),
+            "--record",
+            record.to_str().unwrap(),
+        ];
+        util::repro_run(out.path(), &args, &[])
+    };
+    let first = build("one");
+    first.assert_exit(0);
+    let second = build("two");
+    second.assert_exit(0);
+    assert!(first.stdout.contains("  out/hello\n"), "{}", first.stdout);
+    assert_eq!(first.stdout, second.stdout);
+    let hello = out.path().join("one/out/hello");
+    let ran = std::process::Command::new(&hello).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from hello.c, built reproducibly\n");
+}
+
+/// One rootfs, one digest: the tarball, the image imported from it on each
+/// engine (digested from the engine's export), and the cached answer agree.
+#[test]
+#[ignore = "needs an engine"]
+fn rootfs_tarball_and_its_images_share_one_digest() {
+    let work = tempfile::tempdir().unwrap();
+    let tarball = work.path().join("rootfs.tar");
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/busybox/build-rootfs");
+    let made = std::process::Command::new("sh").arg(&recipe).arg(&tarball).status().unwrap();
+    assert!(made.success(), "the busybox recipe failed");
+    let digest_of = |args: &[&str]| {
+        let run = util::repro_run(work.path(), args, &[]);
+        run.assert_exit(0);
+        run.stdout.split_whitespace().next().unwrap().to_owned()
+    };
+    let of_tarball = digest_of(&["image", "digest", tarball.to_str().unwrap()]);
+    assert!(of_tarball.starts_with("blake3:") && of_tarball.len() == 71, "{of_tarball}");
+    let tag = format!("repro-run-test/rootfs-{}:1", std::process::id());
+    for engine in engines() {
+        let imported = digest_of(&["image", "import", tarball.to_str().unwrap(), "--tag", &tag, "--engine", &engine]);
+        let recomputed = digest_of(&["image", "digest", &tag, "--no-cache", "--engine", &engine]);
+        let cached = digest_of(&["image", "digest", &tag, "--engine", &engine]);
+        let _ = std::process::Command::new(&engine).args(["rmi", "-f", &tag]).output();
+        assert_eq!(of_tarball, imported, "tarball vs image imported on {engine}");
+        assert_eq!(of_tarball, recomputed, "tarball vs image export on {engine}");
+        assert_eq!(of_tarball, cached, "cached digest on {engine}");
+    }
+}
+
+/// The Debian image, with its device nodes, setuid binaries and hard links:
+/// Docker's export, and that export imported into Podman, give one digest.
+#[test]
+#[ignore = "needs an engine and Debian's mirror"]
+fn debian_rootfs_digest_survives_export_and_import_across_engines() {
+    let engines = engines();
+    let first = engines.first().expect("REPRO_RUN_TEST_ENGINES is empty").clone();
+    let work = tempfile::tempdir().unwrap();
+    // Built on first use, then reused (the hello-c test needs it too).
+    let run =
+        util::repro_run(work.path(), &["image", "digest", "repro-run/debian-bookworm:latest", "--engine", &first], &[]);
+    if run.code != Some(0) {
+        util::repro_run(work.path(), &["image", "build", "debian-bookworm", "--engine", &first, "-q"], &[])
+            .assert_exit(0);
+    }
+    let digest_of = |args: &[&str]| {
+        let run = util::repro_run(work.path(), args, &[]);
+        run.assert_exit(0);
+        run.stdout.split_whitespace().next().unwrap().to_owned()
+    };
+    let on_first =
+        digest_of(&["image", "digest", "repro-run/debian-bookworm:latest", "--no-cache", "--engine", &first]);
+    // Export through the engine's own CLI: an independent path to the bytes.
+    let tarball = work.path().join("debian.tar");
+    let cid = std::process::Command::new(&first)
+        .args(["create", "repro-run/debian-bookworm:latest", "/bin/true"])
+        .output()
+        .unwrap();
+    let cid = String::from_utf8_lossy(&cid.stdout).trim().to_owned();
+    let exported =
+        std::process::Command::new(&first).args(["export", "-o", tarball.to_str().unwrap(), &cid]).status().unwrap();
+    let _ = std::process::Command::new(&first).args(["rm", "-f", &cid]).output();
+    assert!(exported.success());
+    assert_eq!(on_first, digest_of(&["image", "digest", tarball.to_str().unwrap()]), "export tarball vs image");
+    let tag = format!("repro-run-test/debian-{}:1", std::process::id());
+    for engine in &engines[1..] {
+        let imported = digest_of(&["image", "import", tarball.to_str().unwrap(), "--tag", &tag, "--engine", engine]);
+        let _ = std::process::Command::new(engine).args(["rmi", "-f", &tag]).output();
+        assert_eq!(on_first, imported, "{first} image vs the same rootfs imported on {engine}");
+    }
+}
+
+/// A manifest that pins another rootfs is refused with both digests and the fix.
+#[test]
+#[ignore = "needs an engine"]
+fn rootfs_pin_mismatch_is_refused() {
+    for engine in engines() {
+        let wrong = format!("blake3:{}", "0".repeat(64));
+        let p = Project::new("busybox", r#""mkdir -p out""#, r#"outputs = ["out"]"#);
+        p.write(
+            "repro.toml",
+            &format!("[image]\nname = \"busybox\"\nrootfs = \"{wrong}\"\n[build]\ncommand = \"mkdir out\"\noutputs = [\"out\"]\n"),
+        );
+        let run = p.build(&engine, &[]);
+        run.assert_exit(2);
+        assert!(run.stderr.contains(&format!("pins {wrong}")), "{}", run.stderr);
+        assert!(run.stderr.contains("set `rootfs = \"blake3:"), "{}", run.stderr);
+        // The right pin builds.
+        let right = run.stderr.split("has rootfs ").nth(1).unwrap().split(',').next().unwrap().to_owned();
+        p.write(
+            "repro.toml",
+            &format!("[image]\nname = \"busybox\"\nrootfs = \"{right}\"\n[build]\ncommand = \"mkdir out\"\noutputs = [\"out\"]\n"),
+        );
+        p.build(&engine, &[]).assert_exit(0);
+        p.assert_no_containers(&engine);
     }
 }

@@ -7,21 +7,24 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::tree::{counts_xattr, is_dropped, Node, Record, Tree};
+use fs_err as fs;
+use fs_err::os::unix::fs::OpenOptionsExt;
+
+use super::tree::{counts_xattr, is_dropped, Node, Record, Tree, Xattrs};
 use super::{Digest, TreeError, TreeKind, CAPABILITY_XATTR};
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> TreeError + '_ {
-    move |source| TreeError::Io { what: format!("`{}`", path.display()), source }
+/// fs-err's messages name the path already.
+fn io_error(source: io::Error) -> TreeError {
+    TreeError::Io { what: "the directory tree".to_owned(), source }
 }
 
 pub(crate) fn digest(root: &Path, kind: TreeKind) -> Result<Digest, TreeError> {
-    let meta = fs::metadata(root).map_err(io_error(root))?;
+    let meta = fs::metadata(root).map_err(io_error)?;
     if !meta.is_dir() {
         return Err(TreeError::NotADirectory { path: root.display().to_string() });
     }
@@ -30,8 +33,8 @@ pub(crate) fn digest(root: &Path, kind: TreeKind) -> Result<Digest, TreeError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
     while let Some((dir, rel)) = stack.pop() {
-        for dirent in fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let dirent = dirent.map_err(io_error(&dir))?;
+        for dirent in fs::read_dir(&dir).map_err(io_error)? {
+            let dirent = dirent.map_err(io_error)?;
             let mut child = rel.clone();
             if !child.is_empty() {
                 child.push(b'/');
@@ -42,13 +45,13 @@ pub(crate) fn digest(root: &Path, kind: TreeKind) -> Result<Digest, TreeError> {
                 continue;
             }
             let path = dirent.path();
-            let meta = fs::symlink_metadata(&path).map_err(io_error(&path))?;
+            let meta = fs::symlink_metadata(&path).map_err(io_error)?;
             let file_type = meta.file_type();
             let node = if file_type.is_dir() {
                 stack.push((path.clone(), child.clone()));
                 Node::Dir
             } else if file_type.is_symlink() {
-                let target = fs::read_link(&path).map_err(io_error(&path))?;
+                let target = fs::read_link(&path).map_err(io_error)?;
                 Node::Symlink(target.into_os_string().into_vec())
             } else if file_type.is_file() {
                 if meta.nlink() > 1 {
@@ -80,8 +83,7 @@ pub(crate) fn digest(root: &Path, kind: TreeKind) -> Result<Digest, TreeError> {
 fn hash_file(path: &Path, buf: &mut [u8]) -> Result<Node, TreeError> {
     // O_NOFOLLOW: if the file was swapped for a symlink since it was
     // looked at, fail rather than hash what the link points to.
-    let mut file =
-        fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(io_error(path))?;
+    let mut file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(io_error)?;
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     loop {
@@ -89,7 +91,9 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> Result<Node, TreeError> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(path)(e)),
+            Err(source) => {
+                return Err(TreeError::Io { what: format!("`{}`", path.display()), source });
+            }
         };
         hasher.update(&buf[..n]);
         size += n as u64;
@@ -99,14 +103,14 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> Result<Node, TreeError> {
 
 /// The xattrs that count, read without following a symlink (`lgetxattr`).
 /// A file system without xattr support has none.
-fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TreeError> {
+fn read_xattrs(path: &Path) -> Result<Xattrs, TreeError> {
     let name = OsString::from_vec(CAPABILITY_XATTR.to_vec());
     debug_assert!(counts_xattr(CAPABILITY_XATTR));
     match xattr::get(path, &name) {
         Ok(Some(value)) => Ok(vec![(CAPABILITY_XATTR.to_vec(), value)]),
         Ok(None) => Ok(Vec::new()),
         Err(e) if unsupported(&e) => Ok(Vec::new()),
-        Err(e) => Err(io_error(path)(e)),
+        Err(source) => Err(TreeError::Io { what: format!("the xattrs of `{}`", path.display()), source }),
     }
 }
 

@@ -38,6 +38,9 @@ pub const IMPLIED_DIR_MODE: u32 = 0o755;
 /// 0755): every symlink counts with these.
 const SYMLINK_MODE: u32 = 0o777;
 
+/// Extended attributes as (name, value), sorted by name.
+pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What an entry is, with what of it counts beyond the common metadata.
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
@@ -71,13 +74,13 @@ pub(crate) struct Record {
     pub uid: u64,
     pub gid: u64,
     /// Sorted by name, no duplicates, only names that [`counts_xattr`].
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
     /// Shared by the paths of one hardlink group.
     inode: Option<u64>,
 }
 
 impl Record {
-    pub fn new(node: Node, mode: u32, uid: u64, gid: u64, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+    pub fn new(node: Node, mode: u32, uid: u64, gid: u64, xattrs: Xattrs) -> Self {
         Record { node, mode: mode & 0o7777, uid, gid, xattrs, inode: None }
     }
 
