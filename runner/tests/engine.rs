@@ -220,6 +220,7 @@ fn unknown_image_is_a_usage_error() {
 #[ignore = "needs an engine and Debian's mirror"]
 fn hello_c_example_is_reproducible() {
     let engine = engines().into_iter().next().expect("REPRO_RUN_TEST_ENGINES is empty");
+    let _debian = util::debian_image(&engine);
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-c");
     let out = tempfile::tempdir().unwrap();
     let build = |n: &str| {
@@ -287,13 +288,7 @@ fn debian_rootfs_digest_survives_export_and_import_across_engines() {
     let engines = engines();
     let first = engines.first().expect("REPRO_RUN_TEST_ENGINES is empty").clone();
     let work = tempfile::tempdir().unwrap();
-    // Built on first use, then reused (the hello-c test needs it too).
-    let run =
-        util::repro_run(work.path(), &["image", "digest", "repro-run/debian-bookworm:latest", "--engine", &first], &[]);
-    if run.code != Some(0) {
-        util::repro_run(work.path(), &["image", "build", "debian-bookworm", "--engine", &first, "-q"], &[])
-            .assert_exit(0);
-    }
+    let _debian = util::debian_image(&first);
     let digest_of = |args: &[&str]| {
         let run = util::repro_run(work.path(), args, &[]);
         run.assert_exit(0);
