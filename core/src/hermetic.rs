@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::manifest::Manifest;
+use crate::manifest::{Limits, Manifest};
 use crate::profile::Profile;
 
 /// The hostname every build container gets.
@@ -26,6 +26,8 @@ pub const SOURCE_DIR: &str = "/src";
 pub const HOME: &str = "/home/build";
 /// `PATH` inside the build.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The umask of the build command (the runtimes' default, pinned).
+pub const UMASK: &str = "0022";
 /// The network mode of the build container.
 pub const NETWORK: &str = "none";
 
@@ -79,6 +81,12 @@ pub struct BuildPlan {
     pub outputs: Vec<String>,
     /// `SOURCE_DATE_EPOCH`, also the mtime of every source file.
     pub source_date_epoch: u64,
+    /// Resource limits.
+    pub limits: Limits,
+    /// `umask` of the build command.
+    pub umask: &'static str,
+    /// Mounted as a fresh tmpfs.
+    pub tmpfs: &'static str,
 }
 
 impl BuildPlan {
@@ -107,6 +115,9 @@ impl BuildPlan {
             network: NETWORK,
             outputs: manifest.build.outputs.clone(),
             source_date_epoch: manifest.build.source_date_epoch,
+            limits: manifest.limits.clone(),
+            umask: UMASK,
+            tmpfs: "/tmp",
         }
     }
 

@@ -23,6 +23,30 @@ pub struct Manifest {
     pub toolchain: ToolchainSpec,
     /// The build itself.
     pub build: BuildSpec,
+    /// Resource limits of the build container.
+    pub limits: Limits,
+}
+
+/// `[limits]`: what the build may use. Every limit is part of the `env_id`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    /// Wall-clock limit of the build command, in seconds (default 3600).
+    pub timeout_secs: u64,
+    /// Memory limit in bytes (swap included); `None`: the engine's default.
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in thousandths of a CPU; `None`: all CPUs.
+    pub millicpus: Option<u64>,
+    /// Open files (soft = hard), default 1024.
+    pub nofile: u64,
+    /// Processes of the build user (soft = hard), default 4096. Set
+    /// explicitly because engines otherwise pass their own, which differ.
+    pub nproc: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout_secs: 3600, memory_bytes: None, millicpus: None, nofile: 1024, nproc: 4096 }
+    }
 }
 
 /// `[image]`: the base image the build runs on.
@@ -102,6 +126,18 @@ struct RawManifest {
     #[serde(default)]
     toolchain: RawToolchain,
     build: RawBuild,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout: Option<Spanned<toml::Value>>,
+    memory: Option<Spanned<toml::Value>>,
+    cpus: Option<Spanned<toml::Value>>,
+    nofile: Option<Spanned<i64>>,
+    nproc: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -265,11 +301,103 @@ impl Manifest {
             })?,
         };
 
+        let mut limits = Limits::default();
+        if let Some(t) = raw.limits.timeout {
+            limits.timeout_secs = parse_duration(t.get_ref()).filter(|&s| s > 0).ok_or_else(|| {
+                err(
+                    t.span(),
+                    format!(
+                        "limits.timeout `{}` is not a duration: give seconds (600) or a number with a unit, \
+                         such as \"90s\", \"30m\" or \"2h\"",
+                        show(t.get_ref())
+                    ),
+                )
+            })?;
+        }
+        if let Some(m) = raw.limits.memory {
+            limits.memory_bytes =
+                Some(parse_bytes(m.get_ref()).filter(|&b| b >= 6 * 1024 * 1024).ok_or_else(|| {
+                    err(
+                        m.span(),
+                        format!(
+                            "limits.memory `{}` is not a size of at least 6m: give bytes or a number with a unit, \
+                         such as \"512m\" or \"4g\"",
+                            show(m.get_ref())
+                        ),
+                    )
+                })?);
+        }
+        if let Some(c) = raw.limits.cpus {
+            let millis = match c.get_ref() {
+                toml::Value::Integer(i) => u64::try_from(*i).ok().map(|i| i * 1000),
+                toml::Value::Float(f) if f.is_finite() && *f > 0.0 => Some((f * 1000.0).round() as u64),
+                _ => None,
+            };
+            limits.millicpus = Some(millis.filter(|&m| m > 0).ok_or_else(|| {
+                err(c.span(), format!("limits.cpus `{}` is not a positive number, such as 2 or 1.5", show(c.get_ref())))
+            })?);
+        }
+        if let Some(n) = raw.limits.nofile {
+            limits.nofile = u64::try_from(*n.get_ref()).ok().filter(|&n| n >= 64).ok_or_else(|| {
+                err(n.span(), format!("limits.nofile `{}` is too small: give at least 64, such as 1024", n.get_ref()))
+            })?;
+        }
+        if let Some(n) = raw.limits.nproc {
+            limits.nproc = u64::try_from(*n.get_ref()).ok().filter(|&n| n >= 16).ok_or_else(|| {
+                err(n.span(), format!("limits.nproc `{}` is too small: give at least 16, such as 4096", n.get_ref()))
+            })?;
+        }
+
         Ok(Manifest {
             image: ImageSpec { name: name.into_inner(), rootfs },
             toolchain: ToolchainSpec { profile, packages },
             build: BuildSpec { command, outputs, env, source_date_epoch },
+            limits,
         })
+    }
+}
+
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `600`, `"90s"`, `"30m"`, `"2h"` → seconds.
+fn parse_duration(v: &toml::Value) -> Option<u64> {
+    match v {
+        toml::Value::Integer(i) => u64::try_from(*i).ok(),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let (num, mult) = match s.char_indices().last()? {
+                (i, 's') => (&s[..i], 1),
+                (i, 'm') => (&s[..i], 60),
+                (i, 'h') => (&s[..i], 3600),
+                _ => (s, 1),
+            };
+            num.trim().parse::<u64>().ok()?.checked_mul(mult)
+        }
+        _ => None,
+    }
+}
+
+/// `1048576`, `"512m"`, `"4g"`, `"64k"` → bytes.
+fn parse_bytes(v: &toml::Value) -> Option<u64> {
+    match v {
+        toml::Value::Integer(i) => u64::try_from(*i).ok(),
+        toml::Value::String(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            let s = s.strip_suffix('b').unwrap_or(&s);
+            let (num, mult) = match s.char_indices().last()? {
+                (i, 'k') => (&s[..i], 1u64 << 10),
+                (i, 'm') => (&s[..i], 1 << 20),
+                (i, 'g') => (&s[..i], 1 << 30),
+                _ => (s, 1),
+            };
+            num.trim().parse::<u64>().ok()?.checked_mul(mult)
+        }
+        _ => None,
     }
 }
 
@@ -374,6 +502,33 @@ env = { CFLAGS = "-O2" }
         insta::assert_snapshot!(error_of("[image\nname = \"x\"\n"),
             @"line 1, column 7: invalid table header
 expected `.`, `]`");
+    }
+
+    #[test]
+    fn limits_take_units_and_name_bad_values() {
+        let m = Manifest::parse(&format!(
+            "{GOOD}\n[limits]\ntimeout = \"30m\"\nmemory = \"512m\"\ncpus = 1.5\nnofile = 2048\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            m.limits,
+            Limits {
+                timeout_secs: 1800,
+                memory_bytes: Some(512 << 20),
+                millicpus: Some(1500),
+                nofile: 2048,
+                nproc: 4096
+            }
+        );
+        assert_eq!(Manifest::parse(GOOD).unwrap().limits, Limits::default());
+        insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\ntimeout = \"soon\"\n")),
+            @r#"line 15, column 11: limits.timeout `soon` is not a duration: give seconds (600) or a number with a unit, such as "90s", "30m" or "2h""#);
+        insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\nmemory = \"1k\"\n")),
+            @r#"line 15, column 10: limits.memory `1k` is not a size of at least 6m: give bytes or a number with a unit, such as "512m" or "4g""#);
+        insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\ncpus = -1\n")),
+            @"line 15, column 8: limits.cpus `-1` is not a positive number, such as 2 or 1.5");
+        insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\nswap = 1\n")),
+            @"line 15, column 1: unknown field `swap`, expected one of `timeout`, `memory`, `cpus`, `nofile`, `nproc`");
     }
 
     #[test]

@@ -301,6 +301,12 @@ impl Engine {
         }
     }
 
+    /// Whether the kernel killed the container for lack of memory.
+    pub async fn oom_killed(&self, container: &str) -> Result<bool> {
+        let info = self.docker.inspect_container(container, None).await.context("cannot inspect the container")?;
+        Ok(info.state.and_then(|s| s.oom_killed).unwrap_or(false))
+    }
+
     /// Whether `path` exists inside the container.
     pub async fn path_exists(&self, container: &str, path: &str) -> Result<bool> {
         let options = ContainerArchiveInfoOptionsBuilder::default().path(path).build();

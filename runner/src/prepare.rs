@@ -146,6 +146,9 @@ impl Tail {
     pub fn text(&self) -> String {
         let text = String::from_utf8_lossy(&self.bytes);
         let lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            return "    (no output)".to_owned();
+        }
         let start = lines.len().saturating_sub(20);
         lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
     }

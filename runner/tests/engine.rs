@@ -55,7 +55,7 @@ env = { GREETING = "hello world" }"#,
 fn hostname_workdir_user_are_fixed() {
     for engine in engines() {
         let p = Project::busybox(
-            r#""mkdir -p out && hostname > out/hostname && pwd > out/pwd && id -u > out/uid && id -g > out/gid && umask > out/umask && ls -ld /src | cut -c1-10 > out/srcmode && grep ' /tmp ' /proc/mounts | cut -d' ' -f3 > out/tmpfs && ls /src > out/ls""#,
+            r#""mkdir -p out && hostname > out/hostname && pwd > out/pwd && id -u > out/uid && id -g > out/gid && umask > out/umask && ulimit -n > out/nofile && ulimit -u > out/nproc && ls -ld /src | cut -c1-10 > out/srcmode && grep ' /tmp ' /proc/mounts | cut -d' ' -f3 > out/tmpfs && ls /src > out/ls""#,
             r#"outputs = ["out"]"#,
         );
         p.write("input.txt", "x");
@@ -65,6 +65,8 @@ fn hostname_workdir_user_are_fixed() {
         assert_eq!(p.read("repro-out/out/uid"), "1000\n", "on {engine}");
         assert_eq!(p.read("repro-out/out/gid"), "1000\n", "on {engine}");
         assert_eq!(p.read("repro-out/out/umask"), "0022\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/nofile"), "1024\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/nproc"), "4096\n", "on {engine}");
         assert_eq!(p.read("repro-out/out/tmpfs"), "tmpfs\n", "on {engine}");
         assert_eq!(p.read("repro-out/out/ls"), "input.txt\nout\nrepro.toml\n", "on {engine}");
         p.assert_no_containers(&engine);
@@ -338,6 +340,39 @@ fn rootfs_pin_mismatch_is_refused() {
             &format!("[image]\nname = \"busybox\"\nrootfs = \"{right}\"\n[build]\ncommand = \"mkdir out\"\noutputs = [\"out\"]\n"),
         );
         p.build(&engine, &[]).assert_exit(0);
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// A build past its timeout is stopped, its container removed, exit 4.
+#[test]
+#[ignore = "needs an engine"]
+fn timeout_stops_the_build() {
+    for engine in engines() {
+        let p = Project::busybox(r#""echo waiting; sleep 60""#, "outputs = [\"out\"]\n[limits]\ntimeout = \"2s\"");
+        let started = Instant::now();
+        let run = p.build(&engine, &[]);
+        run.assert_exit(4);
+        assert!(started.elapsed() < Duration::from_secs(30), "the timeout did not stop the build");
+        assert!(run.stderr.contains("did not finish within its timeout of 2 s"), "{}", run.stderr);
+        assert!(run.stderr.contains("waiting"), "the log tail is missing: {}", run.stderr);
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// A build over its memory limit is reported as out of memory, exit 4.
+#[test]
+#[ignore = "needs an engine"]
+fn memory_limit_kill_is_reported() {
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""dd if=/dev/zero of=/dev/null bs=64M count=1""#,
+            "outputs = [\"out\"]\n[limits]\nmemory = \"16m\"",
+        );
+        let run = p.build(&engine, &[]);
+        run.assert_exit(4);
+        assert!(run.stderr.contains("ran out of memory"), "{}", run.stderr);
+        assert!(run.stderr.contains("limit of 16 MiB"), "{}", run.stderr);
         p.assert_no_containers(&engine);
     }
 }

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use futures_util::StreamExt;
 use repro_run_core::digest::{self, Digest, TreeKind};
 use repro_run_core::hermetic::{self, BuildPlan};
@@ -173,7 +173,21 @@ fn container_body(plan: &BuildPlan, image: &str) -> ContainerCreateBody {
         network_disabled: Some(true),
         host_config: Some(HostConfig {
             network_mode: Some(hermetic::NETWORK.to_owned()),
-            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,mode=1777".to_owned())])),
+            tmpfs: Some(HashMap::from([(plan.tmpfs.to_owned(), "rw,nosuid,nodev,mode=1777".to_owned())])),
+            memory: plan.limits.memory_bytes.map(|b| b as i64),
+            // Swap counts against the limit, so the limit means what it says.
+            memory_swap: plan.limits.memory_bytes.map(|b| b as i64),
+            nano_cpus: plan.limits.millicpus.map(|m| (m * 1_000_000) as i64),
+            ulimits: Some(
+                [("nofile", plan.limits.nofile), ("nproc", plan.limits.nproc)]
+                    .into_iter()
+                    .map(|(name, n)| ResourcesUlimits {
+                        name: Some(name.into()),
+                        soft: Some(n as i64),
+                        hard: Some(n as i64),
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
@@ -207,14 +221,42 @@ async fn run_in_container(
     engine.start(id).await?;
     let mut log = Vec::new();
     let mut tail = Tail::default();
-    let mut logs = engine.logs(id);
-    while let Some(chunk) = logs.next().await {
-        let chunk = chunk?;
-        printer.log(&chunk);
-        tail.push(&chunk);
-        log.extend_from_slice(&chunk);
+    let timeout = Duration::from_secs(plan.limits.timeout_secs);
+    let ran = tokio::time::timeout(timeout, async {
+        let mut logs = engine.logs(id);
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk?;
+            printer.log(&chunk);
+            tail.push(&chunk);
+            log.extend_from_slice(&chunk);
+        }
+        engine.wait(id).await
+    })
+    .await;
+    let Ok(exit_code) = ran else {
+        // The caller removes the container, which stops the command.
+        return Err(BuildFailed(format!(
+            "the build did not finish within its timeout of {} s and was stopped; the last lines of its log:\n{}\n  \
+             hint: raise `timeout` under [limits] in the manifest",
+            plan.limits.timeout_secs,
+            tail.text()
+        ))
+        .into());
+    };
+    let exit_code = exit_code?;
+    if let Some(limit) = plan.limits.memory_bytes {
+        // Engines flag an OOM kill of the container's first process; a child
+        // killed at the limit shows only as SIGKILL (137) from its parent.
+        if exit_code != 0 && (engine.oom_killed(id).await? || exit_code == 137) {
+            return Err(BuildFailed(format!(
+                "the build ran out of memory: it was killed (exit {exit_code}) at the memory limit of {} MiB; the \
+                 last lines of its log:\n{}\n  hint: raise `memory` under [limits] in the manifest",
+                limit >> 20,
+                tail.text()
+            ))
+            .into());
+        }
     }
-    let exit_code = engine.wait(id).await?;
     let run_ms = ms(t);
     let mut outcome =
         Outcome { exit_code, log, tail: tail.text(), warnings: Vec::new(), upload_ms, run_ms, collect_ms: 0 };
