@@ -71,6 +71,18 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Build(BuildArgs),
 
+    /// Write a starting repro.toml for the project found here.
+    ///
+    /// Looks beside --manifest for Cargo.toml (profile rust), go.mod (go),
+    /// pyproject.toml (python) or a Makefile (c), and writes a manifest on
+    /// debian-bookworm with that profile. Never replaces an existing
+    /// manifest unless --force is given.
+    Init {
+        /// Replace an existing manifest.
+        #[arg(long)]
+        force: bool,
+    },
+
     /// Build, import, digest and list base images.
     #[command(subcommand)]
     Image(ImageCommand),

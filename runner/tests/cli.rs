@@ -74,3 +74,22 @@ fn bad_engine_name_is_a_usage_error() {
     run.assert_exit(2);
     assert!(run.stderr.contains("`dokcer` is not an engine: use `docker`, `podman`"), "{}", run.stderr);
 }
+
+#[test]
+fn init_writes_a_starter_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = repro_run(dir.path(), &["init"], &[]);
+    run.assert_exit(2);
+    assert!(run.stderr.contains("found no Cargo.toml, go.mod, pyproject.toml or Makefile"), "{}", run.stderr);
+
+    std::fs::write(dir.path().join("Makefile"), "all:\n").unwrap();
+    repro_run(dir.path(), &["init"], &[]).assert_exit(0);
+    let text = std::fs::read_to_string(dir.path().join("repro.toml")).unwrap();
+    assert!(text.contains("profile = \"c\""), "{text}");
+    assert!(text.contains("command = [\"make\"]"), "{text}");
+
+    let again = repro_run(dir.path(), &["init"], &[]);
+    again.assert_exit(2);
+    insta::assert_snapshot!(again.stderr, @"error: repro.toml exists already; edit it, or pass --force to replace it");
+    repro_run(dir.path(), &["init", "--force"], &[]).assert_exit(0);
+}
