@@ -626,6 +626,15 @@ fn a_hardlink_counts_as_a_link_not_as_a_copy() {
 }
 
 #[test]
+fn hardlinked_fifos_and_symlinks_walk_as_they_read() {
+    // GNU tar links any inode but a directory; the walker must group them too.
+    let tree = [entry(b"p", Kind::Fifo, 0o644), hardlink("q", "p"), symlink("s", "p"), hardlink("t", "s")];
+    let tmp = tempfile::tempdir().expect("temp dir");
+    materialize(tmp.path(), &tree, false);
+    assert_eq!(digest_dir(tmp.path(), TreeKind::Artifacts).expect("walk"), digest(&tree, TreeKind::Artifacts));
+}
+
+#[test]
 fn non_utf8_names_work() {
     let a = [entry(b"caf\xe9", Kind::File(b"x".to_vec()), 0o644)];
     let b = [entry(b"caf\xc3\xa9", Kind::File(b"x".to_vec()), 0o644)];
@@ -678,6 +687,8 @@ fn a_subtree_digests_like_a_tree_of_its_own() {
     );
     let missing = digest_tar_at(&tar_of(&archive)[..], TreeKind::Artifacts, b"nope").map_err(|e| e.to_string());
     assert_eq!(missing, Err("no entry `nope` in the tar stream".to_owned()));
+    let file = digest_tar_at(&tar_of(&archive)[..], TreeKind::Artifacts, b"out/a").map_err(|e| e.to_string());
+    assert_eq!(file, Err("`out/a` is not a directory".to_owned()));
 }
 
 #[test]

@@ -191,16 +191,17 @@ where
     S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
 {
     let progress = Progress::new(printer);
+    let counter = progress.clone();
     let counted = stream.map_ok(move |b| {
-        progress.add(b.len());
+        counter.add(b.len());
         b
     });
     let reader = StreamReader::new(Box::pin(counted));
     let bridge = SyncIoBridge::new(reader);
-    let digest = tokio::task::spawn_blocking(move || digest::digest_tar(bridge, kind))
-        .await
-        .context("the digest task panicked")??;
-    Ok(digest)
+    let digest =
+        tokio::task::spawn_blocking(move || digest::digest_tar(bridge, kind)).await.context("the digest task panicked");
+    progress.finish();
+    Ok(digest??)
 }
 
 /// Bytes-and-throughput progress on stderr, when stderr is a terminal.
@@ -215,6 +216,15 @@ impl Progress {
         let on = !printer.is_quiet() && std::io::stderr().is_terminal();
         let now = std::time::Instant::now();
         Progress { inner: on.then(|| std::sync::Arc::new(std::sync::Mutex::new((0, now, now)))) }
+    }
+
+    /// Ends the progress line, if one was drawn.
+    fn finish(&self) {
+        let Some(inner) = &self.inner else { return };
+        let Ok(g) = inner.lock() else { return };
+        if g.0 > 0 && g.1 != g.2 {
+            Printer::new(false).progress("");
+        }
     }
 
     fn add(&self, n: usize) {

@@ -42,7 +42,8 @@ pub fn extract(reader: impl Read, staging: &Path, output: &str) -> Result<Vec<St
         let dest = staging.join(&rel);
         ensure_real_parents(staging, &rel)?;
         let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644);
+        // Some engines put the file-type bits in the mode field too.
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let shown = rel.display().to_string();
         let special = mode & 0o7000;
         match header.entry_type() {

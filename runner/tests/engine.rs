@@ -376,3 +376,37 @@ fn memory_limit_kill_is_reported() {
         p.assert_no_containers(&engine);
     }
 }
+
+/// Hostile outputs: a link to a host file stays a link and the host file is
+/// never read; setuid bits are stripped and fifos skipped, with warnings; a
+/// name that is not UTF-8 survives.
+#[test]
+#[ignore = "needs an engine"]
+fn hostile_outputs_are_extracted_safely() {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""mkdir -p out && ln -s /etc/shadow out/shadow && ln -s / out/root && echo x > out/suid && chmod 4755 out/suid && mkfifo out/fifo && echo n > \"out/$(printf 'n\\377')\"""#,
+            r#"outputs = ["out"]"#,
+        );
+        let run = p.build(&engine, &[]);
+        run.assert_exit(0);
+        let out = p.path("repro-out/out");
+        assert_eq!(std::fs::read_link(out.join("shadow")).unwrap().to_str(), Some("/etc/shadow"));
+        assert_eq!(std::fs::read_link(out.join("root")).unwrap().to_str(), Some("/"));
+        let suid = std::fs::metadata(out.join("suid")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(suid, 0o755, "setuid survived on {engine}");
+        assert!(run.stderr.contains("suid: stripped setuid/setgid/sticky bits (4755)"), "{}", run.stderr);
+        assert!(!out.join("fifo").exists(), "a fifo was extracted on {engine}");
+        assert!(run.stderr.contains("fifo: skipped"), "{}", run.stderr);
+        let odd = out.join(std::ffi::OsStr::from_bytes(b"n\xff"));
+        assert_eq!(std::fs::read_to_string(&odd).unwrap(), "n\n", "the non-UTF-8 name was lost on {engine}");
+        let record: serde_json::Value = serde_json::from_str(&p.read("repro-out.json")).unwrap();
+        let shadow = record["artifacts"].as_array().unwrap().iter().find(|a| a["path"] == "out/shadow").unwrap();
+        assert_eq!(shadow["link"], "/etc/shadow");
+        assert_eq!(shadow["size"], 0, "the host's /etc/shadow was read");
+        assert_eq!(shadow["blake3"], blake3::hash(b"/etc/shadow").to_hex().as_str());
+        p.assert_no_containers(&engine);
+    }
+}

@@ -47,6 +47,20 @@ pub(crate) fn digest(root: &Path, kind: TreeKind) -> Result<Digest, TreeError> {
             let path = dirent.path();
             let meta = fs::symlink_metadata(&path).map_err(io_error)?;
             let file_type = meta.file_type();
+            if file_type.is_socket() {
+                // Tar cannot carry a socket, and neither engine exports one.
+                continue;
+            }
+            // Another name of an inode already seen: a hardlink, whatever
+            // the inode is (GNU tar links fifos and symlinks too).
+            if !file_type.is_dir() && meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = first_name.get(&key) {
+                    tree.link(child, first)?;
+                    continue;
+                }
+                first_name.insert(key, child.clone());
+            }
             let node = if file_type.is_dir() {
                 stack.push((path.clone(), child.clone()));
                 Node::Dir
@@ -54,30 +68,27 @@ pub(crate) fn digest(root: &Path, kind: TreeKind) -> Result<Digest, TreeError> {
                 let target = fs::read_link(&path).map_err(io_error)?;
                 Node::Symlink(target.into_os_string().into_vec())
             } else if file_type.is_file() {
-                if meta.nlink() > 1 {
-                    let key = (meta.dev(), meta.ino());
-                    if let Some(first) = first_name.get(&key) {
-                        tree.link(child, first)?;
-                        continue;
-                    }
-                    first_name.insert(key, child.clone());
-                }
                 hash_file(&path, &mut buf)?
             } else if file_type.is_char_device() {
-                Node::Char { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) }
+                let (major, minor) = device_numbers(&meta);
+                Node::Char { major, minor }
             } else if file_type.is_block_device() {
-                Node::Block { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) }
-            } else if file_type.is_fifo() {
-                Node::Fifo
+                let (major, minor) = device_numbers(&meta);
+                Node::Block { major, minor }
             } else {
-                // A socket: tar cannot carry one, and neither engine exports it.
-                continue;
+                Node::Fifo
             };
             let xattrs = read_xattrs(&path)?;
             tree.insert(child, Record::new(node, meta.mode(), u64::from(meta.uid()), u64::from(meta.gid()), xattrs));
         }
     }
     tree.finish(b"")
+}
+
+#[allow(clippy::unnecessary_cast)] // dev_t is u64 on Linux, i32 on macOS
+fn device_numbers(meta: &std::fs::Metadata) -> (u32, u32) {
+    let rdev = meta.rdev() as libc::dev_t;
+    (libc::major(rdev) as u32, libc::minor(rdev) as u32)
 }
 
 fn hash_file(path: &Path, buf: &mut [u8]) -> Result<Node, TreeError> {

@@ -252,7 +252,8 @@ pub enum TreeError {
         /// The subtree root asked for.
         root: String,
     },
-    /// The root given to [`digest_dir`] is not a directory.
+    /// The root given to [`digest_dir`] or [`digest_tar_at`] is not a
+    /// directory.
     #[error("`{path}` is not a directory")]
     NotADirectory {
         /// The root given.

@@ -116,7 +116,7 @@ impl<R: Read> Read for Watched<R> {
             self.watch.eof.set(true);
         }
         if let Some(left) = budget {
-            self.watch.budget.set(Some(left - n as u64));
+            self.watch.budget.set(Some(left.saturating_sub(n as u64)));
         }
         self.watch.total.set(self.watch.total.get() + n as u64);
         Ok(n)

@@ -197,9 +197,7 @@ fn subtree(entries: BTreeMap<Vec<u8>, Record>, root: &[u8]) -> Result<BTreeMap<V
     }
     let found = match entries.get(&root) {
         Some(Record { node: Node::Dir, .. }) => true,
-        Some(_) => {
-            return Err(TreeError::ParentNotDirectory { path: format!("{}/", show(&root)), parent: show(&root) })
-        }
+        Some(_) => return Err(TreeError::NotADirectory { path: show(&root) }),
         None => false,
     };
     let mut prefix = root.clone();
