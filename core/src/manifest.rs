@@ -500,8 +500,10 @@ env = { CFLAGS = "-O2" }
         insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\noutputs = [\"o\"]\n"),
             @"line 3, column 1: missing field `command`");
         insta::assert_snapshot!(error_of("[image\nname = \"x\"\n"),
-            @"line 1, column 7: invalid table header
-expected `.`, `]`");
+            @r"
+        line 1, column 7: invalid table header
+        expected `.`, `]`
+        ");
     }
 
     #[test]
