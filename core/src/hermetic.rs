@@ -11,15 +11,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::manifest::{Limits, Manifest};
+use crate::manifest::{Limits, Manifest, Network};
 use crate::profile::Profile;
 
 /// The hostname every build container gets.
 pub const HOSTNAME: &str = "repro-run";
-/// The numeric user the build command runs as.
-pub const UID: u32 = 1000;
-/// The numeric group the build command runs as.
-pub const GID: u32 = 1000;
 /// Where the sources are, and the working directory of the command.
 pub const SOURCE_DIR: &str = "/src";
 /// `HOME` of the build user; created empty, owned by the build user.
@@ -28,8 +24,6 @@ pub const HOME: &str = "/home/build";
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The umask of the build command (the runtimes' default, pinned).
 pub const UMASK: &str = "0022";
-/// The network mode of the build container.
-pub const NETWORK: &str = "none";
 
 /// The base environment, before the profile's and the manifest's variables.
 ///
@@ -76,7 +70,7 @@ pub struct BuildPlan {
     /// The container's hostname.
     pub hostname: &'static str,
     /// The network mode.
-    pub network: &'static str,
+    pub network: Network,
     /// Output paths relative to the working directory.
     pub outputs: Vec<String>,
     /// `SOURCE_DATE_EPOCH`, also the mtime of every source file.
@@ -90,9 +84,15 @@ pub struct BuildPlan {
 }
 
 impl BuildPlan {
-    /// Resolves a manifest (and its profile, if it names one) into a plan.
-    pub fn new(manifest: &Manifest, profile: Option<&Profile>, image_rootfs: Option<Digest>) -> Self {
-        let mut env = base_env(manifest.build.source_date_epoch);
+    /// Resolves a manifest (and its profile, if it names one) into a plan;
+    /// `source_date_epoch` is the manifest's policy, resolved.
+    pub fn new(
+        manifest: &Manifest,
+        profile: Option<&Profile>,
+        image_rootfs: Option<Digest>,
+        source_date_epoch: u64,
+    ) -> Self {
+        let mut env = base_env(source_date_epoch);
         let mut packages: Vec<String> = manifest.toolchain.packages.clone();
         if let Some(profile) = profile {
             env.extend(profile.env.clone());
@@ -110,11 +110,11 @@ impl BuildPlan {
             command: manifest.build.command.argv(),
             env,
             workdir: SOURCE_DIR,
-            user: format!("{UID}:{GID}"),
+            user: format!("{}:{}", manifest.build.user.0, manifest.build.user.1),
             hostname: HOSTNAME,
-            network: NETWORK,
+            network: manifest.build.network,
             outputs: manifest.build.outputs.clone(),
-            source_date_epoch: manifest.build.source_date_epoch,
+            source_date_epoch,
             limits: manifest.limits.clone(),
             umask: UMASK,
             tmpfs: "/tmp",
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn environment_is_base_then_profile_then_manifest() {
         let profile = Profile::parse("packages = [\"gcc\", \"make\"]\n[env]\nCFLAGS = \"-O1\"\nTZ = \"x\"\n").unwrap();
-        let plan = BuildPlan::new(&manifest("CFLAGS = \"-O2\""), Some(&profile), None);
+        let plan = BuildPlan::new(&manifest("CFLAGS = \"-O2\""), Some(&profile), None, 0);
         insta::assert_snapshot!(plan.env_list().join("\n"), @r"
         CFLAGS=-O2
         HOME=/home/build
@@ -164,9 +164,9 @@ mod tests {
 
     #[test]
     fn env_id_changes_with_any_setting() {
-        let a = BuildPlan::new(&manifest(""), None, None);
-        assert_eq!(a.env_id(), BuildPlan::new(&manifest(""), None, None).env_id());
-        assert_ne!(a.env_id(), BuildPlan::new(&manifest("X = \"1\""), None, None).env_id());
-        assert_ne!(a.env_id(), BuildPlan::new(&manifest(""), None, Some(Digest::of_bytes(b"x"))).env_id());
+        let a = BuildPlan::new(&manifest(""), None, None, 0);
+        assert_eq!(a.env_id(), BuildPlan::new(&manifest(""), None, None, 0).env_id());
+        assert_ne!(a.env_id(), BuildPlan::new(&manifest("X = \"1\""), None, None, 0).env_id());
+        assert_ne!(a.env_id(), BuildPlan::new(&manifest(""), None, Some(Digest::of_bytes(b"x")), 0).env_id());
     }
 }

@@ -25,6 +25,8 @@ pub struct Manifest {
     pub build: BuildSpec,
     /// Resource limits of the build container.
     pub limits: Limits,
+    /// Which files are the sources.
+    pub source: SourceSpec,
 }
 
 /// `[limits]`: what the build may use. Every limit is part of the `env_id`.
@@ -78,8 +80,60 @@ pub struct BuildSpec {
     pub outputs: Vec<String>,
     /// Variables added to the environment (they win over the profile's).
     pub env: BTreeMap<String, String>,
-    /// The value of `SOURCE_DATE_EPOCH`, also the mtime of every source file.
-    pub source_date_epoch: u64,
+    /// Where `SOURCE_DATE_EPOCH` (also the mtime of every source file)
+    /// comes from.
+    pub source_date_epoch: SourceDateEpoch,
+    /// The numeric user and group the command runs as.
+    pub user: (u32, u32),
+    /// The build container's network.
+    pub network: Network,
+}
+
+/// `[build] source_date_epoch`: a fixed value, or the commit time of the
+/// sources' git `HEAD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceDateEpoch {
+    /// Seconds since 1970 (the default is 0).
+    Fixed(u64),
+    /// `"git"`: the committer time of `HEAD`, read when the build starts.
+    GitCommit,
+}
+
+/// `[build] network`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// No network: only the loopback interface (the default).
+    #[default]
+    None,
+    /// The engine's default bridge: an explicit opt-in that lets the build
+    /// reach the network, which no reproducible build should need.
+    Bridge,
+}
+
+impl Network {
+    /// The engine's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Bridge => "bridge",
+        }
+    }
+}
+
+/// `[source]`: which files go to `/src`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceSpec {
+    /// The source directory, relative to the manifest's directory.
+    pub path: String,
+    /// gitignore-style patterns of paths left out (besides `.gitignore`).
+    pub exclude: Vec<String>,
+}
+
+impl Default for SourceSpec {
+    fn default() -> Self {
+        SourceSpec { path: ".".into(), exclude: Vec::new() }
+    }
 }
 
 /// The build command.
@@ -128,6 +182,16 @@ struct RawManifest {
     build: RawBuild,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    source: RawSource,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -162,7 +226,9 @@ struct RawBuild {
     outputs: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
-    source_date_epoch: Option<Spanned<i64>>,
+    source_date_epoch: Option<Spanned<toml::Value>>,
+    user: Option<Spanned<String>>,
+    network: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +324,18 @@ impl Manifest {
                     ),
                 )
             })?;
+            if is_glob(&cleaned) {
+                if let Err(e) = globset::Glob::new(&cleaned) {
+                    return Err(err(
+                        o.span(),
+                        format!(
+                            "output `{}` is not a valid glob ({}): such as `out/*.bin` or `dist/**`",
+                            o.get_ref(),
+                            e.kind()
+                        ),
+                    ));
+                }
+            }
             outputs.push(cleaned);
         }
         if outputs.is_empty() {
@@ -288,18 +366,79 @@ impl Manifest {
         }
 
         let source_date_epoch = match raw.build.source_date_epoch {
-            None => 0,
-            Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
+            None => SourceDateEpoch::Fixed(0),
+            Some(s) => match s.get_ref() {
+                toml::Value::Integer(i) if *i >= 0 => SourceDateEpoch::Fixed(*i as u64),
+                toml::Value::String(g) if g == "git" => SourceDateEpoch::GitCommit,
+                other => {
+                    return Err(err(
+                        s.span(),
+                        format!(
+                            "build.source_date_epoch `{}` is not valid: give seconds since 1970 (such as 0 or \
+                             1700000000), or \"git\" for the commit time of the sources' HEAD",
+                            show(other)
+                        ),
+                    ))
+                }
+            },
+        };
+
+        let user = match raw.build.user {
+            None => (1000, 1000),
+            Some(u) => parse_user(u.get_ref()).ok_or_else(|| {
                 err(
-                    s.span(),
+                    u.span(),
                     format!(
-                        "build.source_date_epoch `{}` is negative: give seconds since 1970, \
-                         such as 0 or 1700000000",
-                        s.get_ref()
+                        "build.user `{}` is not valid: give numeric ids as \"uid:gid\", such as \"1000:1000\" \
+                         (names differ between images)",
+                        u.get_ref()
                     ),
                 )
             })?,
         };
+
+        let network = match raw.build.network {
+            None => Network::None,
+            Some(n) => match n.get_ref().as_str() {
+                "none" => Network::None,
+                "bridge" => Network::Bridge,
+                other => {
+                    return Err(err(
+                        n.span(),
+                        format!("build.network `{other}` is not valid: use \"none\" (the default) or \"bridge\""),
+                    ))
+                }
+            },
+        };
+
+        let mut source = SourceSpec::default();
+        if let Some(p) = raw.source.path {
+            if p.get_ref().is_empty() || p.get_ref().starts_with('/') {
+                return Err(err(
+                    p.span(),
+                    format!(
+                        "source.path `{}` is not valid: give a directory relative to the manifest, such as \".\" \
+                         or \"src\"",
+                        p.get_ref()
+                    ),
+                ));
+            }
+            source.path = p.into_inner();
+        }
+        for x in raw.source.exclude {
+            if let Err(e) = globset::Glob::new(x.get_ref().trim_end_matches('/')) {
+                return Err(err(
+                    x.span(),
+                    format!(
+                        "source.exclude `{}` is not a valid pattern ({}): use gitignore-style patterns such as \
+                         \"*.log\" or \"docs/\"",
+                        x.get_ref(),
+                        e.kind()
+                    ),
+                ));
+            }
+            source.exclude.push(x.into_inner());
+        }
 
         let mut limits = Limits::default();
         if let Some(t) = raw.limits.timeout {
@@ -351,10 +490,21 @@ impl Manifest {
         Ok(Manifest {
             image: ImageSpec { name: name.into_inner(), rootfs },
             toolchain: ToolchainSpec { profile, packages },
-            build: BuildSpec { command, outputs, env, source_date_epoch },
+            build: BuildSpec { command, outputs, env, source_date_epoch, user, network },
             limits,
+            source,
         })
     }
+}
+
+/// Whether an output path is a glob (has `* ? [ {`).
+pub fn is_glob(path: &str) -> bool {
+    path.contains(['*', '?', '[', '{'])
+}
+
+fn parse_user(s: &str) -> Option<(u32, u32)> {
+    let (u, g) = s.split_once(':')?;
+    Some((u.parse().ok()?, g.parse().ok()?))
 }
 
 fn show(v: &toml::Value) -> String {
@@ -474,7 +624,10 @@ env = { CFLAGS = "-O2" }
         assert_eq!(m.build.command, Command::Argv(vec!["make".into(), "all".into()]));
         assert_eq!(m.build.outputs, ["out"]);
         assert_eq!(m.build.env.get("CFLAGS").map(String::as_str), Some("-O2"));
-        assert_eq!(m.build.source_date_epoch, 0);
+        assert_eq!(m.build.source_date_epoch, SourceDateEpoch::Fixed(0));
+        assert_eq!(m.build.user, (1000, 1000));
+        assert_eq!(m.build.network, Network::None);
+        assert_eq!(m.source, SourceSpec::default());
     }
 
     #[test]
@@ -486,7 +639,7 @@ env = { CFLAGS = "-O2" }
     #[test]
     fn errors_name_line_column_and_value() {
         insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\ncommand = [\"a\"]\noutputs = [\"o\"]\ncolour = 3\n"),
-            @"line 6, column 1: unknown field `colour`, expected one of `command`, `outputs`, `env`, `source_date_epoch`");
+            @"line 6, column 1: unknown field `colour`, expected one of `command`, `outputs`, `env`, `source_date_epoch`, `user`, `network`");
         insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\ncommand = []\noutputs = [\"o\"]\n"),
             @r#"line 4, column 11: build.command is empty: give an argv such as ["make", "all"] or a shell string such as "make all""#);
         insta::assert_snapshot!(error_of("[image]\nname = \"x\"\n[build]\ncommand = \"make\"\noutputs = [\"../etc\"]\n"),
@@ -531,6 +684,34 @@ env = { CFLAGS = "-O2" }
             @"line 15, column 8: limits.cpus `-1` is not a positive number, such as 2 or 1.5");
         insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\nswap = 1\n")),
             @"line 15, column 1: unknown field `swap`, expected one of `timeout`, `memory`, `cpus`, `nofile`, `nproc`");
+    }
+
+    #[test]
+    fn build_and_source_settings_parse_and_name_bad_values() {
+        let text = GOOD
+            .replace("env = {", "user = \"0:0\"\nnetwork = \"bridge\"\nsource_date_epoch = \"git\"\nenv = {")
+            + "[source]\npath = \"src\"\nexclude = [\"*.log\", \"docs/\"]\n";
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(m.build.user, (0, 0));
+        assert_eq!(m.build.network, Network::Bridge);
+        assert_eq!(m.build.source_date_epoch, SourceDateEpoch::GitCommit);
+        assert_eq!(m.source, SourceSpec { path: "src".into(), exclude: vec!["*.log".into(), "docs/".into()] });
+
+        let with = |line: &str| error_of(&GOOD.replace("env = {", &format!("{line}\nenv = {{")));
+        insta::assert_snapshot!(with("user = \"build\""),
+            @r#"line 12, column 8: build.user `build` is not valid: give numeric ids as "uid:gid", such as "1000:1000" (names differ between images)"#);
+        insta::assert_snapshot!(with("network = \"host\""),
+            @r#"line 12, column 11: build.network `host` is not valid: use "none" (the default) or "bridge""#);
+        insta::assert_snapshot!(with("source_date_epoch = \"now\""),
+            @r#"line 12, column 21: build.source_date_epoch `now` is not valid: give seconds since 1970 (such as 0 or 1700000000), or "git" for the commit time of the sources' HEAD"#);
+        insta::assert_snapshot!(with("source_date_epoch = -5"),
+            @r#"line 12, column 21: build.source_date_epoch `-5` is not valid: give seconds since 1970 (such as 0 or 1700000000), or "git" for the commit time of the sources' HEAD"#);
+        insta::assert_snapshot!(error_of(&format!("{GOOD}[source]\nexclude = [\"a[\"]\n")),
+            @r#"line 14, column 12: source.exclude `a[` is not a valid pattern (unclosed character class; missing ']'): use gitignore-style patterns such as "*.log" or "docs/""#);
+        insta::assert_snapshot!(error_of(&format!("{GOOD}[source]\npath = \"/abs\"\n")),
+            @r#"line 14, column 8: source.path `/abs` is not valid: give a directory relative to the manifest, such as "." or "src""#);
+        insta::assert_snapshot!(error_of(&GOOD.replace("[\"out/\"]", "[\"out/[\"]")),
+            @"line 11, column 12: output `out/[` is not a valid glob (unclosed character class; missing ']'): such as `out/*.bin` or `dist/**`");
     }
 
     #[test]

@@ -17,14 +17,50 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use repro_run_core::record::{hash_content, Artifact};
 
+/// What one output's extraction did.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    /// Things the user should know (stripped bits, skipped entries).
+    pub warnings: Vec<String>,
+    /// Entries written.
+    pub entries: usize,
+}
+
+/// An output as declared: a path, or a glob with the directory to fetch.
+pub struct OutputSpec {
+    /// The directory (or file) under `/src` to download; `""` is `/src`.
+    pub fetch: String,
+    /// For a glob, what to keep of it (matched against paths relative to
+    /// `/src`; a match on a directory keeps all below it).
+    pub filter: Option<globset::GlobMatcher>,
+}
+
+impl OutputSpec {
+    /// Splits a declared output into what to fetch and what to keep.
+    pub fn new(output: &str) -> Result<OutputSpec> {
+        if !repro_run_core::manifest::is_glob(output) {
+            return Ok(OutputSpec { fetch: output.to_owned(), filter: None });
+        }
+        let literal: Vec<&str> = output.split('/').take_while(|c| !repro_run_core::manifest::is_glob(c)).collect();
+        let glob = globset::GlobBuilder::new(output)
+            .literal_separator(true)
+            .build()
+            .with_context(|| format!("output `{output}` is not a valid glob"))?;
+        Ok(OutputSpec { fetch: literal.join("/"), filter: Some(glob.compile_matcher()) })
+    }
+}
+
 /// Extracts one output's tar (as `GET /containers/{id}/archive` returns it:
-/// the output's last path component is the top entry) into `staging`, under
-/// the output's own relative path. Returns warnings for the user.
-pub fn extract(reader: impl Read, staging: &Path, output: &str) -> Result<Vec<String>> {
-    let mut warnings = Vec::new();
+/// the fetched path's last component is the top entry) into `staging`,
+/// under the output's own path relative to `/src`.
+pub fn extract(reader: impl Read, staging: &Path, spec: &OutputSpec) -> Result<Extracted> {
+    let mut done = Extracted::default();
+    let warnings = &mut done.warnings;
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
-    // `out/bin` arrives as `bin/...`: re-root it at `out/bin/...`.
-    let parent = Path::new(output).parent().unwrap_or(Path::new(""));
+    // `out/bin` arrives as `bin/...` and `/src` as `src/...`: re-root each
+    // entry at the fetched path.
+    let prefix = Path::new(&spec.fetch);
+    let reroot = |rel: PathBuf| prefix.join(rel.components().skip(1).collect::<PathBuf>());
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().context("cannot read the output tar from the engine")? {
         let mut entry = entry.context("the output tar from the engine is corrupt")?;
@@ -35,10 +71,16 @@ pub fn extract(reader: impl Read, staging: &Path, output: &str) -> Result<Vec<St
                 String::from_utf8_lossy(&raw)
             )
         })?;
+        let rel = reroot(rel);
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let rel = parent.join(rel);
+        if let Some(filter) = &spec.filter {
+            if !rel.ancestors().any(|a| !a.as_os_str().is_empty() && filter.is_match(a)) {
+                continue;
+            }
+        }
+        done.entries += 1;
         let dest = staging.join(&rel);
         ensure_real_parents(staging, &rel)?;
         let header = entry.header();
@@ -84,7 +126,7 @@ pub fn extract(reader: impl Read, staging: &Path, output: &str) -> Result<Vec<St
                     .with_context(|| format!("output hard link `{shown}` has no target"))?
                     .into_owned();
                 let target_rel = safe_relative(&target)
-                    .map(|t| parent.join(t))
+                    .map(reroot)
                     .with_context(|| format!("refusing hard link `{shown}`: its target is outside the output"))?;
                 let target_abs = staging.join(&target_rel);
                 ensure_real_parents(staging, &target_rel)?;
@@ -107,7 +149,7 @@ pub fn extract(reader: impl Read, staging: &Path, output: &str) -> Result<Vec<St
     for (dir, mode) in dir_modes.into_iter().rev() {
         fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o700))?;
     }
-    Ok(warnings)
+    Ok(done)
 }
 
 /// A tar path made relative and checked: no `..`, no root, no prefix.
@@ -251,7 +293,8 @@ mod tests {
             ("bin/link", tar::EntryType::Symlink, b"/etc/passwd", 0o777),
             ("bin/fifo", tar::EntryType::Fifo, b"", 0o644),
         ]);
-        let warnings = extract(&t[..], staging.path(), "out/bin").unwrap();
+        let done = extract(&t[..], staging.path(), &OutputSpec::new("out/bin").unwrap()).unwrap();
+        let warnings = done.warnings;
         let hello = staging.path().join("out/bin/hello");
         assert_eq!(fs_err::read(&hello).unwrap(), b"hi");
         assert_eq!(fs_err::metadata(&hello).unwrap().permissions().mode() & 0o7777, 0o755);
@@ -266,6 +309,38 @@ mod tests {
     }
 
     #[test]
+    fn globs_keep_what_they_match() {
+        let spec = OutputSpec::new("out/*.bin").unwrap();
+        assert_eq!(spec.fetch, "out");
+        let staging = tempfile::tempdir().unwrap();
+        let t = tar_of(&[
+            ("out/", tar::EntryType::Directory, b"", 0o755),
+            ("out/a.bin", tar::EntryType::Regular, b"a", 0o644),
+            ("out/b.txt", tar::EntryType::Regular, b"b", 0o644),
+            ("out/sub/", tar::EntryType::Directory, b"", 0o755),
+            ("out/sub/c.bin", tar::EntryType::Regular, b"c", 0o644),
+        ]);
+        let done = extract(&t[..], staging.path(), &spec).unwrap();
+        assert_eq!(done.entries, 1);
+        let paths: Vec<String> = hash_tree(staging.path()).unwrap().into_iter().map(|a| a.path).collect();
+        assert_eq!(paths, ["out/a.bin"]);
+
+        // A glob at the top fetches /src; a matched directory keeps its tree.
+        let spec = OutputSpec::new("d*").unwrap();
+        assert_eq!(spec.fetch, "");
+        let staging = tempfile::tempdir().unwrap();
+        let t = tar_of(&[
+            ("src/", tar::EntryType::Directory, b"", 0o755),
+            ("src/dist/", tar::EntryType::Directory, b"", 0o755),
+            ("src/dist/x", tar::EntryType::Regular, b"x", 0o644),
+            ("src/main.c", tar::EntryType::Regular, b"m", 0o644),
+        ]);
+        extract(&t[..], staging.path(), &spec).unwrap();
+        let paths: Vec<String> = hash_tree(staging.path()).unwrap().into_iter().map(|a| a.path).collect();
+        assert_eq!(paths, ["dist/x"]);
+    }
+
+    #[test]
     fn refuses_to_write_through_a_link_or_outside() {
         let staging = tempfile::tempdir().unwrap();
         let t = tar_of(&[
@@ -273,10 +348,11 @@ mod tests {
             ("o/evil", tar::EntryType::Symlink, b"/tmp", 0o777),
             ("o/evil/x", tar::EntryType::Regular, b"pwn", 0o644),
         ]);
-        let err = extract(&t[..], staging.path(), "o").unwrap_err();
+        let o = OutputSpec::new("o").unwrap();
+        let err = extract(&t[..], staging.path(), &o).unwrap_err();
         assert!(format!("{err:#}").contains("is not a directory"), "{err:#}");
         let t = tar_of(&[("../x", tar::EntryType::Regular, b"pwn", 0o644)]);
-        let err = extract(&t[..], staging.path(), "o").unwrap_err();
+        let err = extract(&t[..], staging.path(), &o).unwrap_err();
         assert!(format!("{err:#}").contains("outside the output directory"), "{err:#}");
     }
 }

@@ -27,10 +27,22 @@ pub struct SourceTar {
     pub entries: usize,
 }
 
-/// Builds the normalised tar of `root`, skipping `exclude` (absolute paths).
-pub fn build(root: &Path, exclude: &[PathBuf], source_date_epoch: u64) -> Result<SourceTar> {
+/// What goes into the source tar, and how it is stamped.
+pub struct SourceOptions<'a> {
+    /// Absolute paths left out (the output directory, the record, the log).
+    pub exclude_paths: &'a [PathBuf],
+    /// gitignore-style patterns left out (`[source] exclude`).
+    pub exclude_patterns: &'a [String],
+    /// The mtime of every entry.
+    pub source_date_epoch: u64,
+    /// Owner of every entry under `src/` and of `HOME`.
+    pub owner: (u32, u32),
+}
+
+/// Builds the normalised tar of `root`.
+pub fn build(root: &Path, opts: &SourceOptions<'_>) -> Result<SourceTar> {
     let root = fs_err::canonicalize(root)?;
-    let mut paths = walk(&root, exclude)?;
+    let mut paths = walk(&root, opts.exclude_paths, opts.exclude_patterns)?;
     paths.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
 
     let mut file = tempfile::Builder::new()
@@ -39,22 +51,23 @@ pub fn build(root: &Path, exclude: &[PathBuf], source_date_epoch: u64) -> Result
         .tempfile()
         .context("cannot create a temporary file for the source tar")?;
     let mut tar = tar::Builder::new(BufWriter::new(file.as_file_mut()));
-    let mtime = source_date_epoch;
+    let mtime = opts.source_date_epoch;
+    let owner = opts.owner;
     let home = hermetic::HOME.trim_start_matches('/');
-    append_dir(&mut tar, Path::new(home.split('/').next().unwrap_or("home")), 0, mtime)?;
-    append_dir(&mut tar, Path::new(home), hermetic::UID, mtime)?;
+    append_dir(&mut tar, Path::new(home.split('/').next().unwrap_or("home")), (0, 0), mtime)?;
+    append_dir(&mut tar, Path::new(home), owner, mtime)?;
     let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
-    append_dir(&mut tar, src, hermetic::UID, mtime)?;
+    append_dir(&mut tar, src, owner, mtime)?;
 
     let mut entries = 0;
     for (rel, kind) in &paths {
         let abs = root.join(rel);
         let name = src.join(rel);
         match kind {
-            Kind::Dir => append_dir(&mut tar, &name, hermetic::UID, mtime)?,
+            Kind::Dir => append_dir(&mut tar, &name, owner, mtime)?,
             Kind::Symlink => {
                 let target = fs_err::read_link(&abs)?;
-                let mut h = header(tar::EntryType::Symlink, 0o777, mtime);
+                let mut h = header(tar::EntryType::Symlink, 0o777, mtime, owner);
                 tar.append_link(&mut h, &name, &target)
                     .with_context(|| format!("cannot add the link {} to the source tar", abs.display()))?;
             }
@@ -62,7 +75,7 @@ pub fn build(root: &Path, exclude: &[PathBuf], source_date_epoch: u64) -> Result
                 let f = fs_err::File::open(&abs)?;
                 let meta = f.metadata()?;
                 let exec = meta.permissions().mode() & 0o111 != 0;
-                let mut h = header(tar::EntryType::Regular, if exec { 0o755 } else { 0o644 }, mtime);
+                let mut h = header(tar::EntryType::Regular, if exec { 0o755 } else { 0o644 }, mtime, owner);
                 h.set_size(meta.len());
                 tar.append_data(&mut h, &name, f)
                     .with_context(|| format!("cannot add {} to the source tar", abs.display()))?;
@@ -88,9 +101,16 @@ enum Kind {
     Symlink,
 }
 
-fn walk(root: &Path, exclude: &[PathBuf]) -> Result<Vec<(PathBuf, Kind)>> {
+fn walk(root: &Path, exclude: &[PathBuf], patterns: &[String]) -> Result<Vec<(PathBuf, Kind)>> {
     let exclude: Vec<PathBuf> = exclude.to_vec();
+    // Overrides are whitelists; a `!` turns a pattern into an exclusion.
+    let mut overrides = ignore::overrides::OverrideBuilder::new(root);
+    for p in patterns {
+        overrides.add(&format!("!{p}")).with_context(|| format!("source.exclude `{p}` is not a valid pattern"))?;
+    }
+    let overrides = overrides.build().context("source.exclude has an invalid pattern")?;
     let walker = ignore::WalkBuilder::new(root)
+        .overrides(overrides)
         .hidden(false)
         .parents(false)
         .git_global(false)
@@ -121,21 +141,19 @@ fn walk(root: &Path, exclude: &[PathBuf]) -> Result<Vec<(PathBuf, Kind)>> {
     Ok(out)
 }
 
-fn header(kind: tar::EntryType, mode: u32, mtime: u64) -> tar::Header {
+fn header(kind: tar::EntryType, mode: u32, mtime: u64, (uid, gid): (u32, u32)) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
     h.set_mtime(mtime);
-    h.set_uid(u64::from(hermetic::UID));
-    h.set_gid(u64::from(hermetic::GID));
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
     h.set_size(0);
     h
 }
 
-fn append_dir<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &Path, uid: u32, mtime: u64) -> Result<()> {
-    let mut h = header(tar::EntryType::Directory, 0o755, mtime);
-    h.set_uid(u64::from(uid));
-    h.set_gid(u64::from(uid));
+fn append_dir<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &Path, owner: (u32, u32), mtime: u64) -> Result<()> {
+    let mut h = header(tar::EntryType::Directory, 0o755, mtime, owner);
     tar.append_data(&mut h, name, std::io::empty())
         .with_context(|| format!("cannot add the directory {} to the source tar", name.display()))
 }
@@ -182,8 +200,17 @@ mod tests {
         fs_err::create_dir(p.join("repro-out")).unwrap();
         std::os::unix::fs::symlink("b.c", p.join("link")).unwrap();
 
+        fs_err::write(p.join("notes.log"), "x").unwrap();
         let canon = p.canonicalize().unwrap();
-        let tar = build(p, &[canon.join("repro-out")], 1234).unwrap();
+        let excluded = [canon.join("repro-out")];
+        let patterns = ["*.log".to_owned()];
+        let opts = SourceOptions {
+            exclude_paths: &excluded,
+            exclude_patterns: &patterns,
+            source_date_epoch: 1234,
+            owner: (1000, 1000),
+        };
+        let tar = build(p, &opts).unwrap();
         insta::assert_snapshot!(listing(&tar).join("\n"), @r"
         home 755 0:0 1234
         home/build 755 1000:1000 1234
@@ -196,6 +223,6 @@ mod tests {
         ");
         assert_eq!(tar.entries, 5);
         // The same tree gives the same digest.
-        assert_eq!(tar.digest, build(p, &[canon.join("repro-out")], 1234).unwrap().digest);
+        assert_eq!(tar.digest, build(p, &opts).unwrap().digest);
     }
 }

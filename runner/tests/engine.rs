@@ -410,3 +410,56 @@ fn hostile_outputs_are_extracted_safely() {
         p.assert_no_containers(&engine);
     }
 }
+
+/// The manifest's settings reach the build: user, source excludes,
+/// SOURCE_DATE_EPOCH from git (also the sources' mtime), output globs, and
+/// the network opt-in.
+#[test]
+#[ignore = "needs an engine"]
+fn manifest_settings_apply() {
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""mkdir -p out && id -u > out/uid.bin && echo $SOURCE_DATE_EPOCH > out/sde.bin && stat -c %Y input.txt > out/mtime.bin && ls > out/ls.bin && ls /sys/class/net > out/net.bin && echo no > out/skip.txt""#,
+            "outputs = [\"out/*.bin\"]\nuser = \"0:0\"\nnetwork = \"bridge\"\nsource_date_epoch = \"git\"\n[source]\nexclude = [\"*.log\", \"secret/\"]",
+        );
+        p.write("input.txt", "x");
+        p.write("build.log", "left out");
+        p.write("secret/key", "left out");
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .args(args)
+                .current_dir(p.path(""))
+                .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+                .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&ok.stderr));
+        };
+        git(&["init", "-q"]);
+        git(&["add", "input.txt", "repro.toml"]);
+        git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x"]);
+        let run = p.build(&engine, &[]);
+        run.assert_exit(0);
+        assert!(run.stderr.contains("this build can reach the network"), "{}", run.stderr);
+        assert_eq!(p.read("repro-out/out/uid.bin"), "0\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/sde.bin"), "1700000000\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/mtime.bin"), "1700000000\n", "on {engine}");
+        assert_eq!(p.read("repro-out/out/ls.bin"), "input.txt\nout\nrepro.toml\n", "on {engine}");
+        assert!(p.read("repro-out/out/net.bin").lines().any(|l| l != "lo"), "no network on {engine}");
+        assert!(!p.path("repro-out/out/skip.txt").exists(), "the glob kept a .txt on {engine}");
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// An output glob that matches nothing is named, with exit 4.
+#[test]
+#[ignore = "needs an engine"]
+fn output_glob_matching_nothing_is_named() {
+    for engine in engines() {
+        let p = Project::busybox(r#""mkdir -p out && touch out/a.txt""#, r#"outputs = ["out/*.bin"]"#);
+        let run = p.build(&engine, &[]);
+        run.assert_exit(4);
+        assert!(run.stderr.contains("the output glob `out/*.bin` matched nothing"), "{}", run.stderr);
+        p.assert_no_containers(&engine);
+    }
+}

@@ -9,7 +9,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use futures_util::StreamExt;
 use repro_run_core::digest::{self, Digest, TreeKind};
 use repro_run_core::hermetic::{self, BuildPlan};
-use repro_run_core::manifest::Manifest;
+use repro_run_core::manifest::{Manifest, Network, SourceDateEpoch};
 use repro_run_core::record::{BuildRecord, ImageFacts, Timings, RECORD_FORMAT};
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
@@ -41,16 +41,39 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
             );
         }
     }
-    let plan = BuildPlan::new(&project.manifest, project.profile.as_ref(), Some(base_digest));
+    let source_dir = project.dir.join(&project.manifest.source.path);
+    if !source_dir.is_dir() {
+        bail!(
+            "the source directory {} does not exist\n  hint: fix `path` under [source] in {}",
+            source_dir.display(),
+            global.manifest.display()
+        );
+    }
+    let sde = match project.manifest.build.source_date_epoch {
+        SourceDateEpoch::Fixed(n) => n,
+        SourceDateEpoch::GitCommit => git_commit_time(&source_dir).await?,
+    };
+    let plan = BuildPlan::new(&project.manifest, project.profile.as_ref(), Some(base_digest), sde);
+    if plan.network == Network::Bridge {
+        printer.status("warning: [build] network = \"bridge\": this build can reach the network");
+    }
     let toolchain = prepare::toolchain_image(&engine, &base, &plan.packages, printer).await?;
     let prepare_ms = ms(started);
 
     let exclude = [abs(&out)?, abs(&record_path)?, abs(&log_path)?];
-    let src_dir = project.dir.clone();
-    let sde = plan.source_date_epoch;
-    let src = tokio::task::spawn_blocking(move || source::build(&src_dir, &exclude, sde))
-        .await
-        .context("the source tar task panicked")??;
+    let patterns = project.manifest.source.exclude.clone();
+    let owner = project.manifest.build.user;
+    let src = tokio::task::spawn_blocking(move || {
+        let opts = source::SourceOptions {
+            exclude_paths: &exclude,
+            exclude_patterns: &patterns,
+            source_date_epoch: sde,
+            owner,
+        };
+        source::build(&source_dir, &opts)
+    })
+    .await
+    .context("the source tar task panicked")??;
     printer.status(format!("sources: {} entries, {}", src.entries, src.digest));
 
     let staging = tempfile::Builder::new()
@@ -170,9 +193,9 @@ fn container_body(plan: &BuildPlan, image: &str) -> ContainerCreateBody {
         user: Some(plan.user.clone()),
         hostname: Some(hermetic::HOSTNAME.to_owned()),
         domainname: Some(String::new()),
-        network_disabled: Some(true),
+        network_disabled: Some(plan.network == Network::None),
         host_config: Some(HostConfig {
-            network_mode: Some(hermetic::NETWORK.to_owned()),
+            network_mode: Some(plan.network.as_str().to_owned()),
             tmpfs: Some(HashMap::from([(plan.tmpfs.to_owned(), "rw,nosuid,nodev,mode=1777".to_owned())])),
             memory: plan.limits.memory_bytes.map(|b| b as i64),
             // Swap counts against the limit, so the limit means what it says.
@@ -266,7 +289,12 @@ async fn run_in_container(
 
     let t = Instant::now();
     for output in &plan.outputs {
-        let path = format!("{}/{output}", hermetic::SOURCE_DIR);
+        let spec = outputs::OutputSpec::new(output)?;
+        let path = if spec.fetch.is_empty() {
+            hermetic::SOURCE_DIR.to_owned()
+        } else {
+            format!("{}/{}", hermetic::SOURCE_DIR, spec.fetch)
+        };
         if !engine.path_exists(id, &path).await? {
             return Err(BuildFailed(format!(
                 "the build succeeded but did not create the declared output `{output}` ({path})\n  hint: fix [build] \
@@ -276,15 +304,41 @@ async fn run_in_container(
         }
         let reader = SyncIoBridge::new(StreamReader::new(Box::pin(engine.download(id, &path))));
         let staging = staging.to_owned();
-        let out = output.clone();
-        let warnings = tokio::task::spawn_blocking(move || outputs::extract(reader, &staging, &out))
+        let done = tokio::task::spawn_blocking(move || outputs::extract(reader, &staging, &spec))
             .await
             .context("the extraction task panicked")?
             .with_context(|| format!("cannot collect the output `{output}`"))?;
-        outcome.warnings.extend(warnings);
+        if done.entries == 0 {
+            return Err(BuildFailed(format!(
+                "the build succeeded but the output glob `{output}` matched nothing under {path}\n  hint: fix [build] \
+                 outputs in the manifest"
+            ))
+            .into());
+        }
+        outcome.warnings.extend(done.warnings);
     }
     outcome.collect_ms = ms(t);
     Ok(outcome)
+}
+
+/// The committer time of `HEAD` in `dir`, for `source_date_epoch = "git"`.
+async fn git_commit_time(dir: &Path) -> Result<u64> {
+    let out = tokio::process::Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(dir)
+        .output()
+        .await
+        .context("source_date_epoch = \"git\" needs git, which cannot be run")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.trim().parse::<u64>() {
+        Ok(n) if out.status.success() => Ok(n),
+        _ => bail!(
+            "source_date_epoch = \"git\", but {} has no git commit ({})\n  hint: commit the sources, or give a \
+             number of seconds",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
