@@ -342,18 +342,6 @@ impl Engine {
             .ok_or_else(|| EngineError(format!("the engine committed `{reference}` but does not list it")).into())
     }
 
-    /// Ids of the containers carrying `label=value`, running or not.
-    #[allow(dead_code)]
-    pub async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])]);
-        let list = self
-            .docker
-            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
-            .await
-            .context("cannot list containers")?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
-    }
-
     async fn remove_container(&self, id: &str) -> Result<(), bollard::errors::Error> {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker.remove_container(id, Some(options)).await {

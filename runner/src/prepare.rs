@@ -13,7 +13,6 @@ use repro_run_core::digest::Digest;
 use repro_run_core::hermetic;
 
 use crate::engine::Engine;
-use crate::exit::EngineError;
 use crate::images::{self, Recipe};
 use crate::printer::Printer;
 use crate::signal;
@@ -116,7 +115,7 @@ pub async fn toolchain_image(
         // The committed image carries no environment but PATH: the build
         // sets its own, from scratch.
         let config = ContainerConfig { env: Some(vec![format!("PATH={}", hermetic::PATH)]), ..Default::default() };
-        engine.commit(&id, &tag, config).await.map_err(|e| anyhow::Error::new(EngineError(format!("{e:#}"))))
+        engine.commit(&id, &tag, config).await
     })
     .await;
     guard.remove().await;
