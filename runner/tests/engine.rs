@@ -463,3 +463,20 @@ fn output_glob_matching_nothing_is_named() {
         p.assert_no_containers(&engine);
     }
 }
+
+/// CPU and memory limits reach the container's cgroup (v1 or v2).
+#[test]
+#[ignore = "needs an engine"]
+fn cpu_and_memory_limits_are_applied() {
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""mkdir -p out && (cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes) > out/mem && (cut -d' ' -f1 /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us 2>/dev/null | head -n1) > out/cpu""#,
+            "outputs = [\"out\"]\n[limits]\nmemory = \"256m\"\ncpus = 1.5",
+        );
+        p.build(&engine, &[]).assert_exit(0);
+        assert_eq!(p.read("repro-out/out/mem"), "268435456\n", "on {engine}");
+        // 1.5 CPUs is a quota of 150 ms per 100 ms period.
+        assert_eq!(p.read("repro-out/out/cpu"), "150000\n", "on {engine}");
+        p.assert_no_containers(&engine);
+    }
+}
