@@ -100,12 +100,16 @@ pub struct HostFacts {
 pub struct Timings {
     /// Finding or making the base and toolchain images.
     pub prepare_ms: u64,
+    /// Walking the project and writing the normalised source tar.
+    pub source_ms: u64,
     /// Uploading the sources.
     pub upload_ms: u64,
     /// Running the build command.
     pub run_ms: u64,
     /// Downloading, extracting and hashing the outputs.
     pub collect_ms: u64,
+    /// Removing the build container.
+    pub remove_ms: u64,
     /// Everything.
     pub total_ms: u64,
 }

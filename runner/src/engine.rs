@@ -20,7 +20,7 @@ use bollard::query_parameters::{
     CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ListImagesOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
-use bollard::Docker;
+use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use repro_run_core::engine::EngineKind;
@@ -77,6 +77,25 @@ fn podman_sockets() -> Vec<String> {
     }
     out.push(PODMAN_SYSTEM_SOCKET.to_owned());
     out
+}
+
+/// A client for `endpoint` speaking API `version` (no request is made).
+fn client(endpoint: &str, version: &ClientVersion) -> Result<Docker> {
+    const TIMEOUT_SECS: u64 = 3600;
+    let docker = if endpoint.starts_with("unix://") {
+        Docker::connect_with_unix(endpoint, TIMEOUT_SECS, version)
+    } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+        Docker::connect_with_http(endpoint, TIMEOUT_SECS, version)
+    } else {
+        Docker::connect_with_host(endpoint)
+    };
+    docker.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `"1.41"` → 1.41.
+fn parse_api_version(s: &str) -> Option<ClientVersion> {
+    let (major, minor) = s.split_once('.')?;
+    Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
 }
 
 fn socket_exists(endpoint: &str) -> bool {
@@ -158,14 +177,35 @@ impl Engine {
     }
 
     async fn connect_to(endpoint: &str) -> Result<Engine> {
-        let docker = Docker::connect_with_host(endpoint)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_timeout(Duration::from_secs(3600));
-        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer within 10 s"))?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let v = docker.version().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        // One round trip where possible: ask `/version` at API 1.41, which
+        // Docker 20.10 and Podman's compatible API both speak, then talk at
+        // the highest version both sides know. (Podman answers `/version`
+        // slowly, so bollard's negotiate-then-ask costs it a quarter second.)
+        // An engine that refuses so old a client gets the negotiated path.
+        const PROBE: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
+        let ask = |docker: Docker| async move {
+            let v = tokio::time::timeout(Duration::from_secs(10), docker.version())
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within 10 s"))?;
+            anyhow::Ok((docker, v))
+        };
+        let (docker, v) = match ask(client(endpoint, &PROBE)?).await? {
+            (probe, Ok(v)) => {
+                let server = v.api_version.as_deref().and_then(parse_api_version).unwrap_or(PROBE);
+                let best = if server < *API_DEFAULT_VERSION { server } else { *API_DEFAULT_VERSION };
+                let docker = if best == PROBE { probe } else { client(endpoint, &best)? };
+                (docker, v)
+            }
+            (_, Err(e)) if e.to_string().contains("too old") => {
+                let docker = client(endpoint, API_DEFAULT_VERSION)?
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (docker, v) = ask(docker).await?;
+                (docker, v.map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
+            (_, Err(e)) => return Err(anyhow::anyhow!("{e}")),
+        };
         let is_podman = v.components.iter().flatten().any(|c| c.name.to_ascii_lowercase().contains("podman"));
         let kind = if is_podman { EngineKind::Podman } else { EngineKind::Docker };
         let facts = EngineFacts {
@@ -431,6 +471,12 @@ mod tests {
         );
         insta::assert_snapshot!("dokcer".parse::<EngineSelector>().unwrap_err(),
             @"`dokcer` is not an engine: use `docker`, `podman`, or an endpoint such as unix:///run/podman/podman.sock or tcp://127.0.0.1:2375");
+    }
+
+    #[test]
+    fn api_versions_parse() {
+        assert_eq!(parse_api_version("1.41"), Some(ClientVersion { major_version: 1, minor_version: 41 }));
+        assert_eq!(parse_api_version("x"), None);
     }
 
     #[test]

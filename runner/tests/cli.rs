@@ -30,7 +30,7 @@ fn malformed_manifest_names_line_and_column() {
     run.assert_exit(2);
     insta::assert_snapshot!(run.stderr, @r"
     error: repro.toml is not a valid manifest
-      caused by: line 7, column 1: unknown field `colour`, expected one of `command`, `outputs`, `env`, `source_date_epoch`
+      caused by: line 7, column 1: unknown field `colour`, expected one of `command`, `outputs`, `env`, `source_date_epoch`, `user`, `network`
     ");
 
     p.write("repro.toml", "[image]\nname = \"busybox\"\n[build]\ncommand = \"make\"\noutputs = \"out\"\n");

@@ -59,6 +59,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     }
     let toolchain = prepare::toolchain_image(&engine, &base, &plan.packages, printer).await?;
     let prepare_ms = ms(started);
+    let source_started = Instant::now();
 
     let exclude = [abs(&out)?, abs(&record_path)?, abs(&log_path)?];
     let patterns = project.manifest.source.exclude.clone();
@@ -74,6 +75,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     })
     .await
     .context("the source tar task panicked")??;
+    let source_ms = ms(source_started);
     printer.status(format!("sources: {} entries, {}", src.entries, src.digest));
 
     let staging = tempfile::Builder::new()
@@ -86,7 +88,9 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let id = guard.id().to_owned();
     let outcome =
         signal::cancellable(run_in_container(&engine, &id, &plan, src.file.path(), staging.path(), printer)).await;
+    let remove_started = Instant::now();
     guard.remove().await;
+    let remove_ms = ms(remove_started);
     let outcome = outcome?;
 
     fs_err::write(&log_path, &outcome.log).context("cannot save the build log")?;
@@ -128,9 +132,11 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         host: engine.host().clone(),
         timings: Timings {
             prepare_ms,
+            source_ms,
             upload_ms: outcome.upload_ms,
             run_ms: outcome.run_ms,
             collect_ms: outcome.collect_ms + ms(collect_started),
+            remove_ms,
             total_ms: ms(started),
         },
     };
