@@ -162,6 +162,7 @@ fn failing_command_exits_4_and_cleans_up() {
         assert!(run.stderr.contains("exited with 3"), "{}", run.stderr);
         assert!(run.stderr.contains("this went wrong"), "{}", run.stderr);
         assert_eq!(p.read("repro-out/out/f"), "ok\n", "the good output was lost");
+        p.assert_no_leftovers();
         p.assert_no_containers(&engine);
     }
 }
@@ -199,6 +200,7 @@ fn sigint_mid_build_removes_the_container() {
         assert_eq!(status.code(), Some(130), "on {engine}");
         p.assert_no_containers(&engine);
         assert!(!p.path("repro-out").exists(), "an interrupted build left an output");
+        p.assert_no_leftovers();
     }
 }
 

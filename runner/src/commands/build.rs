@@ -93,7 +93,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let remove_ms = ms(remove_started);
     let outcome = outcome?;
 
-    fs_err::write(&log_path, &outcome.log).context("cannot save the build log")?;
+    write_atomic(&log_path, &outcome.log).context("cannot save the build log")?;
     if outcome.exit_code != 0 {
         return Err(BuildFailed(format!(
             "the build command exited with {}; the last lines of its log (all of it is in {}):\n{}",

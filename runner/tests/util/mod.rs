@@ -157,6 +157,17 @@ impl Project {
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
     }
 
+    /// No staging directory or temporary file of repro-run's is left in
+    /// the project.
+    pub fn assert_no_leftovers(&self) {
+        let left: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".repro-"))
+            .collect();
+        assert!(left.is_empty(), "repro-run left {left:?} in the project");
+    }
+
     pub fn assert_no_containers(&self, engine: &str) {
         let left = self.containers(engine);
         assert!(left.is_empty(), "{engine} still holds containers of this project: {left:?}");
