@@ -26,6 +26,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use repro_run_core::engine::EngineKind;
 use repro_run_core::record::{EngineFacts, HostFacts};
 
+use crate::cache::JsonCache;
 use crate::exit::EngineError;
 
 /// Label put on every container repro-run creates.
@@ -98,6 +99,31 @@ fn parse_api_version(s: &str) -> Option<ClientVersion> {
     Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
 }
 
+/// Whether engine facts may come from the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Facts {
+    /// Ask the engine: the facts go into a record.
+    Fresh,
+    /// A cached answer for the same socket file will do.
+    Cached,
+}
+
+/// What `engines.json` keeps per socket.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct CachedEngine {
+    facts: EngineFacts,
+    host: HostFacts,
+}
+
+/// `endpoint` plus the socket file's device, inode and change time; `None`
+/// for endpoints that are not unix sockets (nothing identifies them).
+fn socket_identity(endpoint: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = endpoint.strip_prefix("unix://")?;
+    let m = fs_err::metadata(path).ok()?;
+    Some(format!("{endpoint} {}:{}:{}.{}", m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
 fn socket_exists(endpoint: &str) -> bool {
     endpoint.strip_prefix("unix://").is_some_and(|p| Path::new(p).exists())
 }
@@ -157,11 +183,16 @@ impl Engine {
     /// Connects to the selected engine (default: `DOCKER_HOST`, Docker's
     /// socket, then Podman's), checks that it answers and negotiates the API
     /// version. The error says what was tried and how to start an engine.
-    pub async fn connect(selector: Option<&EngineSelector>) -> Result<Engine> {
+    ///
+    /// With [`Facts::Cached`], what the engine is (kind, version, API, host)
+    /// may come from the cache of an earlier connect to the same socket file,
+    /// making the connect a single `/_ping`; [`Facts::Fresh`] always asks,
+    /// for anything that goes into a record.
+    pub async fn connect(selector: Option<&EngineSelector>, facts: Facts) -> Result<Engine> {
         let endpoints = candidates(selector);
         let mut failures = Vec::new();
         for endpoint in &endpoints {
-            match Self::connect_to(endpoint).await {
+            match Self::connect_to(endpoint, facts).await {
                 Ok(engine) => return Ok(engine),
                 Err(err) => failures.push(format!("{endpoint}: {err:#}")),
             }
@@ -176,7 +207,43 @@ impl Engine {
         .into())
     }
 
-    async fn connect_to(endpoint: &str) -> Result<Engine> {
+    async fn connect_to(endpoint: &str, facts: Facts) -> Result<Engine> {
+        // What an engine is rarely changes while its socket stays the same
+        // file (a restarted engine usually makes a new one; with systemd's
+        // socket activation it may not), so the facts are cached by the
+        // socket's identity for commands that record nothing. Podman answers
+        // `/version` in a quarter second; `/_ping` in milliseconds.
+        let identity = socket_identity(endpoint);
+        let cache = JsonCache::<CachedEngine>::open("engines.json");
+        let cached = identity.as_deref().and_then(|id| cache.get(id)).filter(|_| facts == Facts::Cached);
+        if let Some(cached) = cached {
+            if let Some(api) = parse_api_version(&cached.facts.api_version) {
+                let docker = client(endpoint, &api)?;
+                let ping = tokio::time::timeout(Duration::from_secs(10), docker.ping()).await;
+                if matches!(ping, Ok(Ok(_))) {
+                    tracing::debug!(
+                        "connected to {} {} at {endpoint} (cached)",
+                        cached.facts.kind,
+                        cached.facts.version
+                    );
+                    return Ok(Engine {
+                        docker,
+                        kind: cached.facts.kind,
+                        endpoint: endpoint.to_owned(),
+                        facts: cached.facts,
+                        host: cached.host,
+                    });
+                }
+            }
+        }
+        let engine = Self::ask_engine(endpoint).await?;
+        if let Some(id) = identity {
+            cache.put(&id, CachedEngine { facts: engine.facts.clone(), host: engine.host.clone() });
+        }
+        Ok(engine)
+    }
+
+    async fn ask_engine(endpoint: &str) -> Result<Engine> {
         // One round trip where possible: ask `/version` at API 1.41, which
         // Docker 20.10 and Podman's compatible API both speak, then talk at
         // the highest version both sides know. (Podman answers `/version`

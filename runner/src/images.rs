@@ -1,7 +1,6 @@
 //! Base images: built-in recipes, import of rootfs tarballs, and rootfs
 //! digests of engine images (cached by the engine's content-addressed id).
 
-use std::collections::BTreeMap;
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +12,7 @@ use futures_util::{Stream, TryStreamExt};
 use repro_run_core::digest::{self, Digest, TreeKind};
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
+use crate::cache::JsonCache;
 use crate::engine::Engine;
 use crate::printer::Printer;
 use crate::signal;
@@ -164,7 +164,8 @@ pub async fn digest_image(engine: &Engine, reference: &str, no_cache: bool, prin
             engine.kind
         );
     };
-    let cache = DigestCache::open();
+    // Image id → rootfs digest; ids are content-addressed, so never stale.
+    let cache = JsonCache::<Digest>::open("image-digests.json");
     if !no_cache {
         if let Some(d) = cache.get(&id) {
             return Ok(d);
@@ -236,47 +237,6 @@ impl Progress {
             let secs = g.1.elapsed().as_secs_f64().max(0.001);
             let mib = g.0 as f64 / (1024.0 * 1024.0);
             Printer::new(false).progress(format!("digesting: {mib:.1} MiB, {:.1} MiB/s", mib / secs));
-        }
-    }
-}
-
-/// Image id → rootfs digest, in `$XDG_CACHE_HOME/repro-run/image-digests.json`.
-struct DigestCache {
-    path: Option<PathBuf>,
-    map: BTreeMap<String, Digest>,
-}
-
-impl DigestCache {
-    fn open() -> Self {
-        let path = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .map(|d| d.join("repro-run").join("image-digests.json"));
-        let map = path
-            .as_ref()
-            .and_then(|p| fs_err::read_to_string(p).ok())
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        DigestCache { path, map }
-    }
-
-    fn get(&self, id: &str) -> Option<Digest> {
-        self.map.get(id).copied()
-    }
-
-    fn put(mut self, id: &str, digest: Digest) {
-        let Some(path) = self.path.take() else { return };
-        self.map.insert(id.to_owned(), digest);
-        let write = || -> Result<()> {
-            let dir = path.parent().context("cache path has no parent")?;
-            fs_err::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            serde_json::to_writer_pretty(&mut tmp, &self.map)?;
-            tmp.persist(&path)?;
-            Ok(())
-        };
-        if let Err(err) = write() {
-            tracing::warn!("cannot write the digest cache {}: {err:#}", path.display());
         }
     }
 }

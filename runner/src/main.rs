@@ -5,6 +5,7 @@
 //! - `main` (this file): parses arguments, sets up logging, calls
 //!   [`commands::run`] and maps the outcome to the documented exit codes
 //!   ([`exit`]). Nothing else decides an exit code.
+//! - [`cache`]: small JSON caches (image digests, engine facts).
 //! - [`cli`]: the clap definitions; their doc comments are the `--help` text.
 //! - [`commands`]: one module per subcommand, each with one `run`.
 //! - [`engine`]: the bollard client, behind a narrow set of calls, and the
@@ -16,6 +17,7 @@
 //! - [`printer`]: all user-facing output (stdout for data, stderr for the rest).
 //! - [`signal`]: Ctrl-C and SIGTERM, as a future every long step races.
 
+mod cache;
 mod cli;
 mod commands;
 mod engine;

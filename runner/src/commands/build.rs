@@ -14,7 +14,7 @@ use repro_run_core::record::{BuildRecord, ImageFacts, Timings, RECORD_FORMAT};
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::cli::{BuildArgs, GlobalArgs};
-use crate::engine::{Engine, LABEL_PROJECT};
+use crate::engine::{Engine, Facts, LABEL_PROJECT};
 use crate::exit::{BuildFailed, Exit};
 use crate::prepare::{self, Tail};
 use crate::printer::Printer;
@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let record_path = args.record.unwrap_or_else(|| project.dir.join("repro-out.json"));
     let log_path = record_path.with_extension("log");
 
-    let engine = super::connect(global).await?;
+    let engine = super::connect(global, Facts::Fresh).await?;
     let base = prepare::base_image(&engine, &project.manifest.image.name, printer).await?;
     let base_digest = images::digest_image(&engine, &base.reference, false, printer).await?;
     if let Some(pin) = project.manifest.image.rootfs {
