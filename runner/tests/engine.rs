@@ -358,6 +358,8 @@ fn timeout_stops_the_build() {
         assert!(started.elapsed() < Duration::from_secs(30), "the timeout did not stop the build");
         assert!(run.stderr.contains("did not finish within its timeout of 2 s"), "{}", run.stderr);
         assert!(run.stderr.contains("waiting"), "the log tail is missing: {}", run.stderr);
+        assert_eq!(p.read("repro-out.log"), "waiting\n", "the log of a stopped build was not kept");
+        p.assert_no_leftovers();
         p.assert_no_containers(&engine);
     }
 }

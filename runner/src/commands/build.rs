@@ -86,20 +86,23 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let labels = HashMap::from([(LABEL_PROJECT.to_owned(), project.dir.display().to_string())]);
     let guard = engine.create(container_body(&plan, &toolchain), labels).await?;
     let id = guard.id().to_owned();
+    let mut log = BuildLog::new(parent_dir(&log_path))?;
     let outcome =
-        signal::cancellable(run_in_container(&engine, &id, &plan, src.file.path(), staging.path(), printer)).await;
+        signal::cancellable(run_in_container(&engine, &id, &plan, src.file.path(), staging.path(), &mut log, printer))
+            .await;
     let remove_started = Instant::now();
     guard.remove().await;
     let remove_ms = ms(remove_started);
+    // Whatever happened, the log of this run is kept: it says why.
+    let tail = log.tail.text();
+    let log_digest = log.persist(&log_path)?;
     let outcome = outcome?;
 
-    write_atomic(&log_path, &outcome.log).context("cannot save the build log")?;
     if outcome.exit_code != 0 {
         return Err(BuildFailed(format!(
-            "the build command exited with {}; the last lines of its log (all of it is in {}):\n{}",
+            "the build command exited with {}; the last lines of its log (all of it is in {}):\n{tail}",
             outcome.exit_code,
             log_path.display(),
-            outcome.tail
         ))
         .into());
     }
@@ -126,7 +129,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         exit_code: outcome.exit_code,
         artifacts,
         artifacts_digest,
-        log_digest: Digest::of_bytes(&outcome.log),
+        log_digest,
         image: ImageFacts { name: plan.image.clone(), rootfs: Some(base_digest), toolchain_image_id: toolchain },
         engine: engine.facts().clone(),
         host: engine.host().clone(),
@@ -223,10 +226,42 @@ fn container_body(plan: &BuildPlan, image: &str) -> ContainerCreateBody {
     }
 }
 
+/// The build log as it streams: to stderr, into a temporary file beside its
+/// final place (so memory stays flat however much a build prints), into a
+/// hash, and its end kept for error messages.
+struct BuildLog {
+    file: std::io::BufWriter<tempfile::NamedTempFile>,
+    hasher: blake3::Hasher,
+    tail: Tail,
+}
+
+impl BuildLog {
+    fn new(dir: &Path) -> Result<BuildLog> {
+        let file = tempfile::Builder::new()
+            .prefix(".repro-run-log-")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create the build log in {}", dir.display()))?;
+        Ok(BuildLog { file: std::io::BufWriter::new(file), hasher: blake3::Hasher::new(), tail: Tail::default() })
+    }
+
+    fn push(&mut self, chunk: &[u8], printer: &Printer) -> Result<()> {
+        use std::io::Write as _;
+        printer.log(chunk);
+        self.tail.push(chunk);
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).context("cannot write the build log")
+    }
+
+    /// Moves the log to `path`; its blake3.
+    fn persist(self, path: &Path) -> Result<Digest> {
+        let file = self.file.into_inner().map_err(|e| e.into_error()).context("cannot write the build log")?;
+        file.persist(path).with_context(|| format!("cannot save the build log as {}", path.display()))?;
+        Ok(Digest::from_hash(self.hasher.finalize()))
+    }
+}
+
 struct Outcome {
     exit_code: i64,
-    log: Vec<u8>,
-    tail: String,
     warnings: Vec<String>,
     upload_ms: u64,
     run_ms: u64,
@@ -239,6 +274,7 @@ async fn run_in_container(
     plan: &BuildPlan,
     src_tar: &Path,
     staging: &Path,
+    log: &mut BuildLog,
     printer: &Printer,
 ) -> Result<Outcome> {
     let t = Instant::now();
@@ -248,16 +284,11 @@ async fn run_in_container(
 
     let t = Instant::now();
     engine.start(id).await?;
-    let mut log = Vec::new();
-    let mut tail = Tail::default();
     let timeout = Duration::from_secs(plan.limits.timeout_secs);
     let ran = tokio::time::timeout(timeout, async {
         let mut logs = engine.logs(id);
         while let Some(chunk) = logs.next().await {
-            let chunk = chunk?;
-            printer.log(&chunk);
-            tail.push(&chunk);
-            log.extend_from_slice(&chunk);
+            log.push(&chunk?, printer)?;
         }
         engine.wait(id).await
     })
@@ -268,7 +299,7 @@ async fn run_in_container(
             "the build did not finish within its timeout of {} s and was stopped; the last lines of its log:\n{}\n  \
              hint: raise `timeout` under [limits] in the manifest",
             plan.limits.timeout_secs,
-            tail.text()
+            log.tail.text()
         ))
         .into());
     };
@@ -281,14 +312,13 @@ async fn run_in_container(
                 "the build ran out of memory: it was killed (exit {exit_code}) at the memory limit of {} MiB; the \
                  last lines of its log:\n{}\n  hint: raise `memory` under [limits] in the manifest",
                 limit >> 20,
-                tail.text()
+                log.tail.text()
             ))
             .into());
         }
     }
     let run_ms = ms(t);
-    let mut outcome =
-        Outcome { exit_code, log, tail: tail.text(), warnings: Vec::new(), upload_ms, run_ms, collect_ms: 0 };
+    let mut outcome = Outcome { exit_code, warnings: Vec::new(), upload_ms, run_ms, collect_ms: 0 };
     if exit_code != 0 {
         return Ok(outcome);
     }
