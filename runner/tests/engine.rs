@@ -217,44 +217,6 @@ fn unknown_image_is_a_usage_error() {
     }
 }
 
-/// The README's main job: examples/hello-c builds on debian-bookworm with gcc,
-/// and a second build gives the same artifact digests. Slow (debootstrap and
-/// apt-get on first use), so it runs on the first engine only.
-#[test]
-#[ignore = "needs an engine and Debian's mirror"]
-fn hello_c_example_is_reproducible() {
-    let engine = engines().into_iter().next().expect("REPRO_RUN_TEST_ENGINES is empty");
-    let _debian = util::debian_image(&engine);
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-c");
-    let out = tempfile::tempdir().unwrap();
-    let build = |n: &str| {
-        let manifest = example.join("repro.toml");
-        let dest = out.path().join(n);
-        let record = out.path().join(format!("{n}.json"));
-        let args = [
-            "build",
-            "--engine",
-            &engine,
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--out",
-            dest.to_str().unwrap(),
-            "--record",
-            record.to_str().unwrap(),
-        ];
-        util::repro_run(out.path(), &args, &[])
-    };
-    let first = build("one");
-    first.assert_exit(0);
-    let second = build("two");
-    second.assert_exit(0);
-    assert!(first.stdout.contains("  out/hello\n"), "{}", first.stdout);
-    assert_eq!(first.stdout, second.stdout);
-    let hello = out.path().join("one/out/hello");
-    let ran = std::process::Command::new(&hello).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from hello.c, built reproducibly\n");
-}
-
 /// One rootfs, one digest: the tarball, the image imported from it on each
 /// engine (digested from the engine's export), and the cached answer agree.
 #[test]

@@ -4,8 +4,7 @@
 //! Each test is `#[ignore = "needs an engine and Debian's mirror"]`: the
 //! first build makes the `debian-bookworm` base image and the example's
 //! toolchain image (apt-get, about a minute each), so they run on the first
-//! engine of `REPRO_RUN_TEST_ENGINES` only, like `hello_c_example_is_reproducible`
-//! in engine.rs.
+//! engine of `REPRO_RUN_TEST_ENGINES` only.
 
 // Tests panic to fail, and their panics name the paths they touch.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
@@ -55,6 +54,15 @@ fn run(binary: &Path) -> String {
         std::process::Command::new(binary).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
     assert!(ran.status.success(), "{} failed: {}", binary.display(), String::from_utf8_lossy(&ran.stderr));
     String::from_utf8_lossy(&ran.stdout).into_owned()
+}
+
+/// The README's main job: examples/hello-c, Debian bookworm's gcc.
+#[test]
+#[ignore = "needs an engine and Debian's mirror"]
+fn hello_c_example_is_reproducible() {
+    let work = tempfile::tempdir().unwrap();
+    let binary = build_example_twice("hello-c", "out/hello", work.path());
+    assert_eq!(run(&binary), "hello from hello.c, built reproducibly\n");
 }
 
 /// examples/hello-rust: Debian bookworm's cargo and rustc, offline, with a
