@@ -446,3 +446,21 @@ fn cpu_and_memory_limits_are_applied() {
         p.assert_no_containers(&engine);
     }
 }
+
+/// `image ls` lists repro-run's images with the digests `image digest` gives.
+#[test]
+#[ignore = "needs an engine"]
+fn image_ls_lists_images_with_their_digests() {
+    for engine in engines() {
+        util::ensure_busybox(&engine);
+        let dir = tempfile::tempdir().unwrap();
+        let ls = util::repro_run(dir.path(), &["image", "ls", "--engine", &engine], &[]);
+        ls.assert_exit(0);
+        let digest =
+            util::repro_run(dir.path(), &["image", "digest", "repro-run/busybox:latest", "--engine", &engine], &[]);
+        digest.assert_exit(0);
+        let line = digest.stdout.trim();
+        assert!(line.starts_with("blake3:") && line.ends_with("  repro-run/busybox:latest"), "{line}");
+        assert!(ls.stdout.lines().any(|l| l == line), "`image ls` on {engine} lacks `{line}`:\n{}", ls.stdout);
+    }
+}
