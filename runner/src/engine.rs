@@ -338,6 +338,7 @@ impl Engine {
         // The whole reference goes in `repo`: Podman's compatible API drops
         // the separate `tag` parameter (and names the image `:latest`).
         let options = CreateImageOptionsBuilder::default().from_src("-").repo(reference).build();
+        let previous = self.image_id(reference).await?;
         let mut progress = self.docker.create_image(Some(options), Some(bollard::body_try_stream(tar)), None);
         while let Some(item) = progress.next().await {
             let info = item.with_context(|| format!("the engine refused to import `{reference}`"))?;
@@ -345,9 +346,25 @@ impl Engine {
                 tracing::debug!("import: {status}");
             }
         }
-        self.image_id(reference)
+        let id = self
+            .image_id(reference)
             .await?
-            .ok_or_else(|| EngineError(format!("the engine imported `{reference}` but does not list it")).into())
+            .ok_or_else(|| EngineError(format!("the engine imported `{reference}` but does not list it")))?;
+        if let Some(old) = previous.filter(|old| *old != id) {
+            self.remove_replaced_image(&old).await;
+        }
+        Ok(id)
+    }
+
+    /// Removes an image a new import took the tag from, unless anything
+    /// still uses it (another tag, a container, a child image): the engine
+    /// refuses then, and the image stays.
+    async fn remove_replaced_image(&self, id: &str) {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(false).build();
+        match self.docker.remove_image(id, Some(options), None).await {
+            Ok(_) => tracing::debug!("removed the replaced image {}", short(id)),
+            Err(err) => tracing::debug!("kept the replaced image {}: {err}", short(id)),
+        }
     }
 
     /// Creates a container (never started by this call) owned by the
