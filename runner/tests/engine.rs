@@ -173,10 +173,7 @@ fn failing_command_exits_4_and_cleans_up() {
 fn missing_output_is_named() {
     for engine in engines() {
         let p = Project::busybox(r#""true""#, r#"outputs = ["dist/"]"#);
-        let run = p.build(&engine, &[]);
-        run.assert_exit(4);
-        assert!(run.stderr.contains("did not create the declared output `dist`"), "{}", run.stderr);
-        p.assert_no_containers(&engine);
+        p.build_fails(&engine, 4, &["did not create the declared output `dist`"]);
     }
 }
 
@@ -335,11 +332,7 @@ fn memory_limit_kill_is_reported() {
             r#""dd if=/dev/zero of=/dev/null bs=64M count=1""#,
             "outputs = [\"out\"]\n[limits]\nmemory = \"16m\"",
         );
-        let run = p.build(&engine, &[]);
-        run.assert_exit(4);
-        assert!(run.stderr.contains("ran out of memory"), "{}", run.stderr);
-        assert!(run.stderr.contains("limit of 16 MiB"), "{}", run.stderr);
-        p.assert_no_containers(&engine);
+        p.build_fails(&engine, 4, &["ran out of memory", "limit of 16 MiB"]);
     }
 }
 
@@ -423,10 +416,7 @@ fn manifest_settings_apply() {
 fn output_glob_matching_nothing_is_named() {
     for engine in engines() {
         let p = Project::busybox(r#""mkdir -p out && touch out/a.txt""#, r#"outputs = ["out/*.bin"]"#);
-        let run = p.build(&engine, &[]);
-        run.assert_exit(4);
-        assert!(run.stderr.contains("the output glob `out/*.bin` matched nothing"), "{}", run.stderr);
-        p.assert_no_containers(&engine);
+        p.build_fails(&engine, 4, &["the output glob `out/*.bin` matched nothing"]);
     }
 }
 

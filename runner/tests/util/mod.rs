@@ -127,6 +127,18 @@ impl Project {
         repro_run(self.dir.path(), &["build", "--engine", engine], env)
     }
 
+    /// `repro-run build` on `engine` that must exit with `code`, saying each
+    /// of `needles` on stderr, and leave no container behind.
+    pub fn build_fails(&self, engine: &str, code: i32, needles: &[&str]) -> Run {
+        let run = self.build(engine, &[]);
+        run.assert_exit(code);
+        for needle in needles {
+            assert!(run.stderr.contains(needle), "on {engine}, stderr lacks `{needle}`:\n{}", run.stderr);
+        }
+        self.assert_no_containers(engine);
+        run
+    }
+
     /// `repro-run build` in the background, its stderr going to `build.err`.
     pub fn spawn_build(&self, engine: &str) -> Child {
         ensure_busybox(engine);
