@@ -308,35 +308,40 @@ mod tests {
         assert_eq!(arts[1].link.as_deref(), Some("/etc/passwd"));
     }
 
+    /// Extracts `entries` for `output`: entries written, and the artifact paths.
+    fn extracted(output: &str, entries: &[(&str, tar::EntryType, &[u8], u32)]) -> (usize, Vec<String>) {
+        let staging = tempfile::tempdir().unwrap();
+        let done = extract(&tar_of(entries)[..], staging.path(), &OutputSpec::new(output).unwrap()).unwrap();
+        (done.entries, hash_tree(staging.path()).unwrap().into_iter().map(|a| a.path).collect())
+    }
+
     #[test]
     fn globs_keep_what_they_match() {
-        let spec = OutputSpec::new("out/*.bin").unwrap();
-        assert_eq!(spec.fetch, "out");
-        let staging = tempfile::tempdir().unwrap();
-        let t = tar_of(&[
-            ("out/", tar::EntryType::Directory, b"", 0o755),
-            ("out/a.bin", tar::EntryType::Regular, b"a", 0o644),
-            ("out/b.txt", tar::EntryType::Regular, b"b", 0o644),
-            ("out/sub/", tar::EntryType::Directory, b"", 0o755),
-            ("out/sub/c.bin", tar::EntryType::Regular, b"c", 0o644),
-        ]);
-        let done = extract(&t[..], staging.path(), &spec).unwrap();
-        assert_eq!(done.entries, 1);
-        let paths: Vec<String> = hash_tree(staging.path()).unwrap().into_iter().map(|a| a.path).collect();
+        assert_eq!(OutputSpec::new("out/*.bin").unwrap().fetch, "out");
+        let (entries, paths) = extracted(
+            "out/*.bin",
+            &[
+                ("out/", tar::EntryType::Directory, b"", 0o755),
+                ("out/a.bin", tar::EntryType::Regular, b"a", 0o644),
+                ("out/b.txt", tar::EntryType::Regular, b"b", 0o644),
+                ("out/sub/", tar::EntryType::Directory, b"", 0o755),
+                ("out/sub/c.bin", tar::EntryType::Regular, b"c", 0o644),
+            ],
+        );
+        assert_eq!(entries, 1);
         assert_eq!(paths, ["out/a.bin"]);
 
         // A glob at the top fetches /src; a matched directory keeps its tree.
-        let spec = OutputSpec::new("d*").unwrap();
-        assert_eq!(spec.fetch, "");
-        let staging = tempfile::tempdir().unwrap();
-        let t = tar_of(&[
-            ("src/", tar::EntryType::Directory, b"", 0o755),
-            ("src/dist/", tar::EntryType::Directory, b"", 0o755),
-            ("src/dist/x", tar::EntryType::Regular, b"x", 0o644),
-            ("src/main.c", tar::EntryType::Regular, b"m", 0o644),
-        ]);
-        extract(&t[..], staging.path(), &spec).unwrap();
-        let paths: Vec<String> = hash_tree(staging.path()).unwrap().into_iter().map(|a| a.path).collect();
+        assert_eq!(OutputSpec::new("d*").unwrap().fetch, "");
+        let (_, paths) = extracted(
+            "d*",
+            &[
+                ("src/", tar::EntryType::Directory, b"", 0o755),
+                ("src/dist/", tar::EntryType::Directory, b"", 0o755),
+                ("src/dist/x", tar::EntryType::Regular, b"x", 0o644),
+                ("src/main.c", tar::EntryType::Regular, b"m", 0o644),
+            ],
+        );
         assert_eq!(paths, ["dist/x"]);
     }
 
