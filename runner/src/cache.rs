@@ -16,13 +16,18 @@ pub struct JsonCache<V> {
     map: BTreeMap<String, V>,
 }
 
+/// `$XDG_CACHE_HOME/repro-run`, else `$HOME/.cache/repro-run`.
+pub fn dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("repro-run"))
+}
+
 impl<V: Serialize + DeserializeOwned + Clone> JsonCache<V> {
     /// Reads `<cache dir>/repro-run/<file>`; empty if absent or unreadable.
     pub fn open(file: &str) -> Self {
-        let path = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .map(|d| d.join("repro-run").join(file));
+        let path = dir().map(|d| d.join(file));
         let map = path
             .as_ref()
             .and_then(|p| fs_err::read_to_string(p).ok())

@@ -61,8 +61,8 @@ pub enum Command {
     ///
     /// Reads the manifest, makes sure the base image and the toolchain image
     /// exist (building a built-in base image on first use, installing the
-    /// toolchain packages with the network on), uploads the project's files
-    /// as a normalised tar to /src, runs the command with the network off,
+    /// toolchain packages with the network on), puts the project's files at
+    /// /src as a normalised tree (see --sources), runs the command with the network off,
     /// an environment built from scratch, hostname `repro-run` and user
     /// 1000:1000, then copies the declared outputs into --out and writes the
     /// build record. Prints one `<blake3>  <path>` line per artifact on
@@ -100,6 +100,40 @@ pub struct BuildArgs {
     /// extension .log. Default: repro-out.json beside the manifest.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// How the sources reach /src.
+    ///
+    /// `mount` writes the normalised tree into a private directory (see
+    /// --stage-dir) and bind-mounts it, so the engine copies nothing; it needs an engine on this machine that sees its files, and
+    /// root (or the build user's uid and gid) to give the files to the build
+    /// user. `upload` sends the normalised tar through the engine's archive
+    /// API and works with any engine, also one on another machine. `auto`
+    /// mounts when it can and uploads otherwise. Either way the build sees
+    /// the same files, owners, modes and mtimes, and the record gets the
+    /// same source digest.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = SourceTransfer::Auto)]
+    pub sources: SourceTransfer,
+
+    /// Where mounted sources are staged (a private directory per build,
+    /// removed when it ends). Default: builds/ in repro-run's cache
+    /// directory (XDG_CACHE_HOME/repro-run, else ~/.cache/repro-run).
+    ///
+    /// The build's own writes under /src and HOME land here too. A tmpfs
+    /// such as /dev/shm is the fastest choice, but then those writes live
+    /// in memory (and count against a memory limit) until the build ends.
+    #[arg(long, value_name = "DIR", env = "REPRO_RUN_STAGE_DIR")]
+    pub stage_dir: Option<PathBuf>,
+}
+
+/// How the sources reach the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceTransfer {
+    /// Mount when the engine sees this machine's files, else upload.
+    Auto,
+    /// Stage on this machine and bind-mount; an error if the engine cannot see the files.
+    Mount,
+    /// Upload the normalised tar through the engine's archive API.
+    Upload,
 }
 
 /// `repro-run image …`.

@@ -99,15 +99,6 @@ fn parse_api_version(s: &str) -> Option<ClientVersion> {
     Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
 }
 
-/// Whether engine facts may come from the cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Facts {
-    /// Ask the engine: the facts go into a record.
-    Fresh,
-    /// A cached answer for the same socket file will do.
-    Cached,
-}
-
 /// What `engines.json` keeps per socket.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct CachedEngine {
@@ -184,15 +175,15 @@ impl Engine {
     /// socket, then Podman's), checks that it answers and negotiates the API
     /// version. The error says what was tried and how to start an engine.
     ///
-    /// With [`Facts::Cached`], what the engine is (kind, version, API, host)
-    /// may come from the cache of an earlier connect to the same socket file,
-    /// making the connect a single `/_ping`; [`Facts::Fresh`] always asks,
-    /// for anything that goes into a record.
-    pub async fn connect(selector: Option<&EngineSelector>, facts: Facts) -> Result<Engine> {
+    /// What the engine is (kind, version, API, host) may come from the
+    /// cache of an earlier connect to the same socket file, making the
+    /// connect a single `/_ping`; anything that goes into a record asks
+    /// again with [`Engine::ask_facts`].
+    pub async fn connect(selector: Option<&EngineSelector>) -> Result<Engine> {
         let endpoints = candidates(selector);
         let mut failures = Vec::new();
         for endpoint in &endpoints {
-            match Self::connect_to(endpoint, facts).await {
+            match Self::connect_to(endpoint).await {
                 Ok(engine) => return Ok(engine),
                 Err(err) => failures.push(format!("{endpoint}: {err:#}")),
             }
@@ -207,15 +198,15 @@ impl Engine {
         .into())
     }
 
-    async fn connect_to(endpoint: &str, facts: Facts) -> Result<Engine> {
+    async fn connect_to(endpoint: &str) -> Result<Engine> {
         // What an engine is rarely changes while its socket stays the same
         // file (a restarted engine usually makes a new one; with systemd's
         // socket activation it may not), so the facts are cached by the
-        // socket's identity for commands that record nothing. Podman answers
-        // `/version` in a quarter second; `/_ping` in milliseconds.
+        // socket's identity. Podman answers `/version` in a quarter second;
+        // `/_ping` in milliseconds.
         let identity = socket_identity(endpoint);
         let cache = JsonCache::<CachedEngine>::open("engines.json");
-        let cached = identity.as_deref().and_then(|id| cache.get(id)).filter(|_| facts == Facts::Cached);
+        let cached = identity.as_deref().and_then(|id| cache.get(id));
         if let Some(cached) = cached {
             if let Some(api) = parse_api_version(&cached.facts.api_version) {
                 let docker = client(endpoint, &api)?;
@@ -273,30 +264,27 @@ impl Engine {
             }
             (_, Err(e)) => return Err(anyhow::anyhow!("{e}")),
         };
-        let is_podman = v.components.iter().flatten().any(|c| c.name.to_ascii_lowercase().contains("podman"));
-        let kind = if is_podman { EngineKind::Podman } else { EngineKind::Docker };
-        let facts = EngineFacts {
-            kind,
-            version: v.version.clone().unwrap_or_default(),
-            api_version: docker.client_version().to_string(),
-        };
-        let host = HostFacts {
-            os: v.os.clone().unwrap_or_default(),
-            arch: v.arch.clone().unwrap_or_default(),
-            kernel: v.kernel_version.clone().unwrap_or_default(),
-        };
+        let (facts, host) = facts_of(&v, &docker);
+        let kind = facts.kind;
         tracing::info!("connected to {kind} {} at {endpoint}", facts.version);
         Ok(Engine { docker, kind, endpoint: endpoint.to_owned(), facts, host })
     }
 
-    /// Engine kind and version, for the record.
-    pub fn facts(&self) -> &EngineFacts {
-        &self.facts
+    /// Asks the engine what it is, now (one `/version`), whatever was
+    /// cached: for a record. Podman takes a quarter second to answer, so a
+    /// build asks this while it does other work.
+    pub async fn ask_facts(&self) -> Result<(EngineFacts, HostFacts)> {
+        let v = tokio::time::timeout(Duration::from_secs(30), self.docker.version())
+            .await
+            .map_err(|_| EngineError("the engine did not say its version within 30 s".into()))?
+            .context("cannot ask the engine for its version")?;
+        Ok(facts_of(&v, &self.docker))
     }
 
-    /// OS, architecture and kernel under the engine, for the record.
-    pub fn host(&self) -> &HostFacts {
-        &self.host
+    /// What identifies the engine's socket file (see `engines.json`);
+    /// `None` for an endpoint that is not a unix socket.
+    pub fn socket_identity(&self) -> Option<String> {
+        socket_identity(&self.endpoint)
     }
 
     /// The engine's id of an image, or `None` when it has no such image.
@@ -472,6 +460,23 @@ impl Engine {
             other => other,
         }
     }
+}
+
+/// What a `/version` answer says, with the API version `docker` speaks.
+fn facts_of(v: &bollard::models::SystemVersion, docker: &Docker) -> (EngineFacts, HostFacts) {
+    let is_podman = v.components.iter().flatten().any(|c| c.name.to_ascii_lowercase().contains("podman"));
+    let kind = if is_podman { EngineKind::Podman } else { EngineKind::Docker };
+    let facts = EngineFacts {
+        kind,
+        version: v.version.clone().unwrap_or_default(),
+        api_version: docker.client_version().to_string(),
+    };
+    let host = HostFacts {
+        os: v.os.clone().unwrap_or_default(),
+        arch: v.arch.clone().unwrap_or_default(),
+        kernel: v.kernel_version.clone().unwrap_or_default(),
+    };
+    (facts, host)
 }
 
 /// `repo:tag` → (`repo`, `tag`); a missing tag is `latest`.

@@ -5,14 +5,19 @@
 //! - `main` (this file): parses arguments, sets up logging, calls
 //!   [`commands::run`] and maps the outcome to the documented exit codes
 //!   ([`exit`]). Nothing else decides an exit code.
-//! - [`cache`]: small JSON caches (image digests, engine facts).
+//! - [`cache`]: small JSON caches (image digests, engine facts, whether an
+//!   engine sees this machine's files).
 //! - [`cli`]: the clap definitions; their doc comments are the `--help` text.
 //! - [`commands`]: one module per subcommand, each with one `run`.
 //! - [`engine`]: the bollard client, behind a narrow set of calls, and the
 //!   guard that owns each container.
 //! - [`images`]: built-in image recipes, import, and rootfs digests.
 //! - [`prepare`]: base image + toolchain packages → toolchain image.
-//! - [`source`]: the project's files → a normalised tar for `/src`.
+//! - [`source`]: the project's files → a normalised tar for `/src`, or the
+//!   same tree staged on this machine for a bind mount.
+//! - [`staging`]: the staged tree's directory, the mount check, and outputs
+//!   read back from it.
+//! - [`pipe`]: a bounded in-process pipe between threads.
 //! - [`outputs`]: a tar stream from the container → a safe output directory.
 //! - [`printer`]: all user-facing output (stdout for data, stderr for the rest).
 //! - [`signal`]: Ctrl-C and SIGTERM, as a future every long step races.
@@ -24,11 +29,13 @@ mod engine;
 mod exit;
 mod images;
 mod outputs;
+mod pipe;
 mod prepare;
 mod printer;
 mod profiles;
 mod signal;
 mod source;
+mod staging;
 
 use std::process::ExitCode;
 

@@ -7,15 +7,23 @@
 //! respected, `.git` itself is left out, and so are the paths passed as
 //! `exclude` (the output directory and the record, when they sit inside the
 //! project). The tar also creates the build user's empty `HOME`.
+//!
+//! The tar is uploaded through the engine ([`build`]), or the same entries
+//! are written as files into a staging directory that is bind-mounted
+//! ([`stage`]; see [`crate::staging`]). Both give the same digest, because
+//! both digest the same tar stream.
 
-use std::io::{BufWriter, Seek as _, SeekFrom};
+use std::io::{BufWriter, Read, Seek as _, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use anyhow::{Context as _, Result};
 use repro_run_core::digest::{self, Digest, TreeKind};
 use repro_run_core::hermetic;
+
+use crate::pipe;
 
 /// A finished source tar on disk.
 pub struct SourceTar {
@@ -39,59 +47,274 @@ pub struct SourceOptions<'a> {
     pub owner: (u32, u32),
 }
 
-/// Builds the normalised tar of `root`.
+/// Builds the normalised tar of `root` in a temporary file, for an upload.
 pub fn build(root: &Path, opts: &SourceOptions<'_>) -> Result<SourceTar> {
     let root = fs_err::canonicalize(root)?;
-    let mut paths = walk(&root, opts.exclude_paths, opts.exclude_patterns)?;
-    paths.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
-
+    let paths = sorted_walk(&root, opts)?;
     let mut file = tempfile::Builder::new()
         .prefix("repro-run-src-")
         .suffix(".tar")
         .tempfile()
         .context("cannot create a temporary file for the source tar")?;
-    let mut tar = tar::Builder::new(BufWriter::new(file.as_file_mut()));
-    let mtime = opts.source_date_epoch;
-    let owner = opts.owner;
-    let home = hermetic::HOME.trim_start_matches('/');
-    append_dir(&mut tar, Path::new(home.split('/').next().unwrap_or("home")), (0, 0), mtime)?;
-    append_dir(&mut tar, Path::new(home), owner, mtime)?;
-    let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
-    append_dir(&mut tar, src, owner, mtime)?;
-
-    let mut entries = 0;
-    for (rel, kind) in &paths {
-        let abs = root.join(rel);
-        let name = src.join(rel);
-        match kind {
-            Kind::Dir => append_dir(&mut tar, &name, owner, mtime)?,
-            Kind::Symlink => {
-                let target = fs_err::read_link(&abs)?;
-                let mut h = header(tar::EntryType::Symlink, 0o777, mtime, owner);
-                tar.append_link(&mut h, &name, &target)
-                    .with_context(|| format!("cannot add the link {} to the source tar", abs.display()))?;
-            }
-            Kind::File => {
-                let f = fs_err::File::open(&abs)?;
-                let meta = f.metadata()?;
-                let exec = meta.permissions().mode() & 0o111 != 0;
-                let mut h = header(tar::EntryType::Regular, if exec { 0o755 } else { 0o644 }, mtime, owner);
-                h.set_size(meta.len());
-                tar.append_data(&mut h, &name, f)
-                    .with_context(|| format!("cannot add {} to the source tar", abs.display()))?;
-            }
-        }
-        entries += 1;
-    }
-    tar.into_inner()
-        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-        .context("cannot finish the source tar")?;
+    let (out, entries) = write_tree(&root, &paths, opts, BufWriter::new(file.as_file_mut()), None)?;
+    out.into_inner().map_err(|e| e.into_error()).context("cannot finish the source tar")?;
 
     let f = file.as_file_mut();
     f.seek(SeekFrom::Start(0)).context("cannot rewind the source tar")?;
     let digest = digest::digest_tar(std::io::BufReader::new(&*f), TreeKind::Artifacts)
         .context("cannot digest the source tar")?;
     Ok(SourceTar { file, digest, entries })
+}
+
+/// Sources staged on this machine, to be bind-mounted into the container.
+pub struct Staged {
+    /// `repro-tree-v1` (artifact variant) of the normalised tar: the same
+    /// digest [`build`] gives for the same tree.
+    pub digest: Digest,
+    /// Number of files, links and directories under `src/`.
+    pub entries: usize,
+}
+
+/// Writes the normalised tree of `root` into the empty directory `dest`,
+/// as `dest/src` and `dest/home/build`, with the owners, modes and mtimes
+/// the tar would give them. The tar itself is still made, in memory: this
+/// thread reads each file once and hands its bytes both to a thread that
+/// digests the tar and to a thread that writes the staged files.
+pub fn stage(root: &Path, opts: &SourceOptions<'_>, dest: &Path) -> Result<Staged> {
+    let root = fs_err::canonicalize(root)?;
+    let paths = sorted_walk(&root, opts)?;
+    let (writer, reader) = pipe::pipe();
+    let (ops, todo) = std::sync::mpsc::sync_channel::<Op>(64);
+    let stager = Stager::new(dest, opts);
+    std::thread::scope(|s| {
+        let digester = s.spawn(move || digest::digest_tar(reader, TreeKind::Artifacts));
+        let staged = s.spawn(move || stager.run(todo));
+        let written = write_tree(&root, &paths, opts, writer, Some(ops))
+            .and_then(|(w, n)| w.finish().context("the source digest stopped early").map(|()| n));
+        let staged = staged.join().map_err(|_| anyhow::anyhow!("the staging thread panicked"))?;
+        let digest = digester.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
+        // The staging thread's error explains why this thread could not hand
+        // it more, and a read error explains a truncated digest stream.
+        staged?;
+        let entries = written?;
+        let digest = digest.context("cannot digest the source tar")?;
+        Ok(Staged { digest, entries })
+    })
+}
+
+fn sorted_walk(root: &Path, opts: &SourceOptions<'_>) -> Result<Vec<(PathBuf, Kind)>> {
+    let mut paths = walk(root, opts.exclude_paths, opts.exclude_patterns)?;
+    paths.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+    Ok(paths)
+}
+
+/// Writes the normalised tar of `paths` (relative to `root`, sorted) to
+/// `out`, and, with `stage`, sends the same entries to the staging thread.
+fn write_tree<W: Write>(
+    root: &Path,
+    paths: &[(PathBuf, Kind)],
+    opts: &SourceOptions<'_>,
+    out: W,
+    stage: Option<SyncSender<Op>>,
+) -> Result<(W, usize)> {
+    let mut tar = tar::Builder::new(out);
+    let mtime = opts.source_date_epoch;
+    let owner = opts.owner;
+    let stopped = || anyhow::anyhow!("the staging thread stopped");
+    let send = |op: Op| -> Result<()> {
+        match &stage {
+            Some(tx) => tx.send(op).map_err(|_| stopped()),
+            None => Ok(()),
+        }
+    };
+    let home = hermetic::HOME.trim_start_matches('/');
+    let home_parent = Path::new(home.split('/').next().unwrap_or("home"));
+    append_dir(&mut tar, home_parent, (0, 0), mtime)?;
+    append_dir(&mut tar, Path::new(home), owner, mtime)?;
+    let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
+    append_dir(&mut tar, src, owner, mtime)?;
+    send(Op::PlainDir(home_parent.to_owned()))?;
+    send(Op::Dir(PathBuf::from(home)))?;
+    send(Op::Dir(src.to_owned()))?;
+
+    let mut entries = 0;
+    for (rel, kind) in paths {
+        let abs = root.join(rel);
+        let name = src.join(rel);
+        match kind {
+            Kind::Dir => {
+                append_dir(&mut tar, &name, owner, mtime)?;
+                send(Op::Dir(name))?;
+            }
+            Kind::Symlink => {
+                let target = fs_err::read_link(&abs)?;
+                let mut h = header(tar::EntryType::Symlink, 0o777, mtime, owner);
+                append_symlink(&mut tar, &mut h, &name, target.as_os_str().as_bytes())
+                    .with_context(|| format!("cannot add the link {} to the source tar", abs.display()))?;
+                send(Op::Symlink(name, target))?;
+            }
+            Kind::File => {
+                let mut f = fs_err::File::open(&abs)?;
+                let meta = f.metadata()?;
+                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                let mut h = header(tar::EntryType::Regular, mode, mtime, owner);
+                h.set_size(meta.len());
+                let added = match &stage {
+                    // A small file is read once, whole, and its buffer
+                    // goes to the staging thread after the tar has it.
+                    Some(tx) if meta.len() <= SMALL_FILE => {
+                        let mut buf = vec![0; meta.len() as usize];
+                        f.read_exact(&mut buf)?;
+                        tar.append_data(&mut h, &name, &buf[..])?;
+                        tx.send(Op::File(name, mode, buf)).map_err(|_| stopped())
+                    }
+                    Some(tx) => {
+                        tx.send(Op::Open(name.clone(), mode)).map_err(|_| stopped())?;
+                        tar.append_data(&mut h, &name, Tee { from: f, to: tx })?;
+                        tx.send(Op::Close).map_err(|_| stopped())
+                    }
+                    None => tar.append_data(&mut h, &name, f).map_err(Into::into),
+                };
+                added.with_context(|| format!("cannot add {} to the sources", abs.display()))?;
+            }
+        }
+        entries += 1;
+    }
+    let out = tar.into_inner().context("cannot finish the source tar")?;
+    Ok((out, entries))
+}
+
+/// What the staging thread does, in order.
+enum Op {
+    /// A directory owned by root (the parent of `HOME`).
+    PlainDir(PathBuf),
+    /// A directory of the build user.
+    Dir(PathBuf),
+    Symlink(PathBuf, PathBuf),
+    /// A whole small file.
+    File(PathBuf, u32, Vec<u8>),
+    /// A large file: opened, written in pieces, closed.
+    Open(PathBuf, u32),
+    Data(Vec<u8>),
+    Close,
+}
+
+/// Files up to this size are read whole and written in one piece.
+const SMALL_FILE: u64 = 1 << 20;
+
+/// Writes staged entries under `dir`, stamped like the tar's.
+struct Stager {
+    dir: PathBuf,
+    owner: (u32, u32),
+    mtime: filetime::FileTime,
+    /// This process's umask, or `None` when unknown.
+    umask: Option<u32>,
+    /// Directories, stamped last (writing into one changes its mtime).
+    dirs: Vec<PathBuf>,
+}
+
+impl Stager {
+    fn new(dir: &Path, opts: &SourceOptions<'_>) -> Stager {
+        Stager {
+            dir: dir.to_owned(),
+            owner: opts.owner,
+            mtime: filetime::FileTime::from_unix_time(opts.source_date_epoch as i64, 0),
+            umask: current_umask(),
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Carries out `todo` until the sender is gone.
+    fn run(mut self, todo: Receiver<Op>) -> Result<()> {
+        let mut open: Option<fs_err::File> = None;
+        for op in todo {
+            match op {
+                Op::PlainDir(name) => fs_err::create_dir(self.dir.join(name))?,
+                Op::Dir(name) => self.make_dir(&name)?,
+                Op::Symlink(name, target) => self.symlink(&name, &target)?,
+                Op::File(name, mode, data) => {
+                    let mut f = self.file(&name, mode)?;
+                    f.write_all(&data)?;
+                    self.stamp(&f)?;
+                }
+                Op::Open(name, mode) => open = Some(self.file(&name, mode)?),
+                Op::Data(data) => open.as_mut().context("staged data without a file")?.write_all(&data)?,
+                Op::Close => self.stamp(&open.take().context("staged close without a file")?)?,
+            }
+        }
+        for d in self.dirs.iter().rev() {
+            filetime::set_file_times(d, self.mtime, self.mtime)
+                .with_context(|| format!("cannot date {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    fn give(&self, path: &Path) -> Result<()> {
+        std::os::unix::fs::lchown(path, Some(self.owner.0), Some(self.owner.1))
+            .with_context(|| format!("cannot give {} to the build user", path.display()))
+    }
+
+    fn make_dir(&mut self, name: &Path) -> Result<()> {
+        let path = self.dir.join(name);
+        fs_err::create_dir(&path)?;
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        self.give(&path)?;
+        self.dirs.push(path);
+        Ok(())
+    }
+
+    fn symlink(&self, name: &Path, target: &Path) -> Result<()> {
+        let path = self.dir.join(name);
+        std::os::unix::fs::symlink(target, &path)
+            .with_context(|| format!("cannot create the symlink {}", path.display()))?;
+        self.give(&path)?;
+        filetime::set_symlink_file_times(&path, self.mtime, self.mtime)
+            .with_context(|| format!("cannot date {}", path.display()))
+    }
+
+    fn file(&self, name: &Path, mode: u32) -> Result<fs_err::File> {
+        use fs_err::os::unix::fs::OpenOptionsExt as _;
+        let path = self.dir.join(name);
+        let f = fs_err::OpenOptions::new().write(true).create_new(true).mode(mode).open(&path)?;
+        if self.umask.is_none_or(|m| m & mode != 0) {
+            // The umask took bits away.
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        std::os::unix::fs::fchown(f.file(), Some(self.owner.0), Some(self.owner.1))
+            .with_context(|| format!("cannot give {} to the build user", path.display()))?;
+        Ok(f)
+    }
+
+    fn stamp(&self, f: &fs_err::File) -> Result<()> {
+        filetime::set_file_handle_times(f.file(), Some(self.mtime), Some(self.mtime))
+            .with_context(|| format!("cannot date {}", f.path().display()))
+    }
+}
+
+/// The umask, from `/proc/self/status` (reading it through `umask(2)` would
+/// mean setting it).
+fn current_umask() -> Option<u32> {
+    let status = fs_err::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// Reads `from`, sending a copy of what it reads to the staging thread.
+struct Tee<'a, R> {
+    from: R,
+    to: &'a SyncSender<Op>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        if n > 0 {
+            self.to
+                .send(Op::Data(buf[..n].to_vec()))
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the staging thread stopped"))?;
+        }
+        Ok(n)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -152,6 +375,37 @@ fn header(kind: tar::EntryType, mode: u32, mtime: u64, (uid, gid): (u32, u32)) -
     h
 }
 
+/// Appends a symlink whose target is kept byte for byte. (`tar`'s own
+/// `append_link` normalises the target as a path: `/` would become `//`.)
+/// A target over 100 bytes goes in a GNU long-link entry first.
+pub fn append_symlink<W: Write>(
+    tar: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &Path,
+    target: &[u8],
+) -> std::io::Result<()> {
+    const FIELD: usize = 100;
+    if target.len() > FIELD {
+        let mut long = tar::Header::new_gnu();
+        if let Some(gnu) = long.as_gnu_mut() {
+            gnu.name[..13].copy_from_slice(b"././@LongLink");
+        }
+        long.set_entry_type(tar::EntryType::GNULongLink);
+        long.set_mode(0o644);
+        long.set_uid(0);
+        long.set_gid(0);
+        long.set_mtime(0);
+        long.set_size(target.len() as u64 + 1);
+        long.set_cksum();
+        tar.append(&long, target.chain(&[0u8][..]))?;
+        h.set_link_name_literal(&target[..FIELD])?;
+    } else {
+        h.set_link_name_literal(target)?;
+    }
+    h.set_size(0);
+    tar.append_data(h, name, std::io::empty())
+}
+
 fn append_dir<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &Path, owner: (u32, u32), mtime: u64) -> Result<()> {
     let mut h = header(tar::EntryType::Directory, 0o755, mtime, owner);
     tar.append_data(&mut h, name, std::io::empty())
@@ -161,7 +415,6 @@ fn append_dir<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &Path, owner: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     fn listing(tar: &SourceTar) -> Vec<String> {
         let mut f = fs_err::File::open(tar.file.path()).unwrap();
@@ -224,5 +477,69 @@ mod tests {
         assert_eq!(tar.entries, 5);
         // The same tree gives the same digest.
         assert_eq!(tar.digest, build(p, &opts).unwrap().digest);
+    }
+
+    #[test]
+    fn a_staged_tree_is_the_tar_unpacked() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs_err::create_dir_all(p.join("a/b")).unwrap();
+        fs_err::write(p.join("a/b/small.c"), "int x;").unwrap();
+        fs_err::write(p.join("a/run.sh"), "#!/bin/sh").unwrap();
+        fs_err::set_permissions(p.join("a/run.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Larger than SMALL_FILE: goes through in pieces.
+        let big: Vec<u8> = (0..(SMALL_FILE as usize * 2 + 5)).map(|i| (i % 253) as u8).collect();
+        fs_err::write(p.join("big.bin"), &big).unwrap();
+        std::os::unix::fs::symlink("a/b/small.c", p.join("link")).unwrap();
+        // Targets kept byte for byte, however odd or long.
+        std::os::unix::fs::symlink("/", p.join("root")).unwrap();
+        std::os::unix::fs::symlink("a//b/", p.join("odd")).unwrap();
+        let long = format!("{}/end", "x".repeat(150));
+        std::os::unix::fs::symlink(&long, p.join("long")).unwrap();
+        fs_err::write(p.join(".gitignore"), "*.o\n").unwrap();
+        fs_err::write(p.join("x.o"), "obj").unwrap();
+        // The owner is this process's own, so that the test needs no root.
+        let me = tempfile::tempfile().unwrap().metadata().unwrap();
+        let opts = SourceOptions {
+            exclude_paths: &[],
+            exclude_patterns: &[],
+            source_date_epoch: 1_700_000_000,
+            owner: (me.uid(), me.gid()),
+        };
+        let tar = build(p, &opts).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let staged = stage(p, &opts, dest.path()).unwrap();
+        assert_eq!(staged.digest, tar.digest);
+        assert_eq!(staged.entries, tar.entries);
+        // What is on disk is what the tar holds.
+        assert_eq!(digest::digest_dir(dest.path(), TreeKind::Artifacts).unwrap(), tar.digest);
+        assert_eq!(fs_err::read(dest.path().join("src/big.bin")).unwrap(), big);
+        assert!(!dest.path().join("src/x.o").exists());
+        for (rel, mode) in [
+            ("src", 0o755),
+            ("src/a", 0o755),
+            ("src/a/run.sh", 0o755),
+            ("src/a/b/small.c", 0o644),
+            ("home/build", 0o755),
+        ] {
+            let m = fs_err::symlink_metadata(dest.path().join(rel)).unwrap();
+            assert_eq!((m.mode() & 0o7777, m.mtime(), m.uid()), (mode, 1_700_000_000, me.uid()), "{rel}");
+        }
+        let link = fs_err::symlink_metadata(dest.path().join("src/link")).unwrap();
+        assert_eq!(link.mtime(), 1_700_000_000);
+        assert_eq!(fs_err::read_link(dest.path().join("src/link")).unwrap(), Path::new("a/b/small.c"));
+        let mut a = tar::Archive::new(fs_err::File::open(tar.file.path()).unwrap());
+        let mut in_tar = std::collections::BTreeMap::new();
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            if let Some(l) = e.link_name_bytes() {
+                in_tar.insert(e.path().unwrap().display().to_string(), String::from_utf8(l.into_owned()).unwrap());
+            }
+        }
+        for (name, target) in [("root", "/"), ("odd", "a//b/"), ("long", long.as_str())] {
+            assert_eq!(in_tar[&format!("src/{name}")], target, "in the tar");
+            assert_eq!(fs_err::read_link(dest.path().join("src").join(name)).unwrap(), Path::new(target), "staged");
+        }
     }
 }

@@ -13,11 +13,12 @@ use repro_run_core::manifest::{Manifest, Network, SourceDateEpoch};
 use repro_run_core::record::{BuildRecord, ImageFacts, Timings, RECORD_FORMAT};
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
-use crate::cli::{BuildArgs, GlobalArgs};
-use crate::engine::{Engine, Facts, LABEL_PROJECT};
+use crate::cli::{BuildArgs, GlobalArgs, SourceTransfer};
+use crate::engine::{ContainerGuard, Engine, LABEL_PROJECT};
 use crate::exit::{BuildFailed, Exit};
 use crate::prepare::{self, Tail};
 use crate::printer::Printer;
+use crate::staging::{self, StageDir};
 use crate::{images, outputs, profiles, signal, source};
 
 /// Runs `repro-run build`.
@@ -28,7 +29,13 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let record_path = args.record.unwrap_or_else(|| project.dir.join("repro-out.json"));
     let log_path = record_path.with_extension("log");
 
-    let engine = super::connect(global, Facts::Fresh).await?;
+    // A ping where the engine's facts are cached; the facts that go into
+    // the record are asked for meanwhile (Podman takes a quarter second).
+    let engine = super::connect(global).await?;
+    let asked = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.ask_facts().await }
+    });
     let base = prepare::base_image(&engine, &project.manifest.image.name, printer).await?;
     let base_digest = images::digest_image(&engine, &base.reference, false, printer).await?;
     if let Some(pin) = project.manifest.image.rootfs {
@@ -59,39 +66,60 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     }
     let toolchain = prepare::toolchain_image(&engine, &base, &plan.packages, printer).await?;
     let prepare_ms = ms(started);
-    let source_started = Instant::now();
 
-    let exclude = [abs(&out)?, abs(&record_path)?, abs(&log_path)?];
-    let patterns = project.manifest.source.exclude.clone();
-    let owner = project.manifest.build.user;
-    let src = tokio::task::spawn_blocking(move || {
-        let opts = source::SourceOptions {
-            exclude_paths: &exclude,
-            exclude_patterns: &patterns,
-            source_date_epoch: sde,
-            owner,
-        };
-        source::build(&source_dir, &opts)
-    })
-    .await
-    .context("the source tar task panicked")??;
-    let source_ms = ms(source_started);
-    printer.status(format!("sources: {} entries, {}", src.entries, src.digest));
-
-    let staging = tempfile::Builder::new()
-        .prefix(".repro-out.tmp-")
-        .tempdir_in(parent_dir(&out))
-        .with_context(|| format!("cannot create a staging directory beside {}", out.display()))?;
+    let sources = Sources {
+        dir: source_dir,
+        exclude: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?],
+        patterns: project.manifest.source.exclude.clone(),
+        source_date_epoch: sde,
+        owner: project.manifest.build.user,
+    };
 
     let labels = HashMap::from([(LABEL_PROJECT.to_owned(), project.dir.display().to_string())]);
-    let guard = engine.create(container_body(&plan, &toolchain), labels).await?;
+    let body = container_body(&plan, &toolchain);
+    let stage_base = match args.stage_dir {
+        Some(dir) => abs(&dir)?,
+        None => StageDir::default_base()?,
+    };
+    let placed = place_sources(&engine, args.sources, &stage_base, &sources, body, labels).await?;
+    printer.status(format!(
+        "sources: {} entries, {} ({})",
+        placed.entries,
+        placed.digest,
+        match placed.way {
+            Way::Mounted(_) => "mounted",
+            Way::Uploaded(_) => "uploaded",
+        }
+    ));
+    let guard = placed.guard;
     let id = guard.id().to_owned();
-    let mut log = BuildLog::new(parent_dir(&log_path))?;
+    // Made only now, so that the walk of the sources cannot see them.
+    let made = tempfile::Builder::new()
+        .prefix(".repro-out.tmp-")
+        .tempdir_in(parent_dir(&out))
+        .with_context(|| format!("cannot create a staging directory beside {}", out.display()))
+        .and_then(|dir| Ok((dir, BuildLog::new(parent_dir(&log_path))?)));
+    let (out_staging, mut log) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            guard.remove().await;
+            return Err(e);
+        }
+    };
     let outcome =
-        signal::cancellable(run_in_container(&engine, &id, &plan, src.file.path(), staging.path(), &mut log, printer))
+        signal::cancellable(run_in_container(&engine, &id, &plan, &placed.way, out_staging.path(), &mut log, printer))
             .await;
     let remove_started = Instant::now();
+    // The staged tree goes while the engine removes the container.
+    let stage = match placed.way {
+        Way::Mounted(stage) => Some(stage),
+        Way::Uploaded(_) => None,
+    };
+    let stage_removed = tokio::task::spawn_blocking(move || stage.map(StageDir::remove));
     guard.remove().await;
+    if stage_removed.await.is_err() {
+        tracing::warn!("the task removing the staging directory panicked");
+    }
     let remove_ms = ms(remove_started);
     // Whatever happened, the log of this run is kept: it says why.
     let tail = log.tail.text();
@@ -111,7 +139,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     }
 
     let collect_started = Instant::now();
-    let staging_path = staging.path().to_owned();
+    let staging_path = out_staging.path().to_owned();
     let (artifacts, artifacts_digest) = tokio::task::spawn_blocking(move || -> Result<_> {
         let artifacts = outputs::hash_tree(&staging_path)?;
         let d = digest::digest_dir(&staging_path, TreeKind::Artifacts)?;
@@ -119,23 +147,25 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     })
     .await
     .context("the hashing task panicked")??;
-    outputs::replace_dir(staging, &out).with_context(|| format!("cannot move the artifacts into {}", out.display()))?;
+    outputs::replace_dir(out_staging, &out)
+        .with_context(|| format!("cannot move the artifacts into {}", out.display()))?;
 
+    let (engine_facts, host) = asked.await.context("the engine version task panicked")??;
     let record = BuildRecord {
         format: RECORD_FORMAT.to_owned(),
         env_id: plan.env_id(),
-        source_digest: src.digest,
+        source_digest: placed.digest,
         command: plan.command.clone(),
         exit_code: outcome.exit_code,
         artifacts,
         artifacts_digest,
         log_digest,
         image: ImageFacts { name: plan.image.clone(), rootfs: Some(base_digest), toolchain_image_id: toolchain },
-        engine: engine.facts().clone(),
-        host: engine.host().clone(),
+        engine: engine_facts,
+        host,
         timings: Timings {
             prepare_ms,
-            source_ms,
+            source_ms: placed.source_ms,
             upload_ms: outcome.upload_ms,
             run_ms: outcome.run_ms,
             collect_ms: outcome.collect_ms + ms(collect_started),
@@ -144,6 +174,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         },
     };
     write_atomic(&record_path, record.to_json().as_bytes())?;
+    let engine_facts = &record.engine;
 
     for a in &record.artifacts {
         printer.data(format!("{}  {}", a.blake3, a.path));
@@ -152,8 +183,8 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         "built {} artifact(s) in {:.1} s on {} {}\n  env_id    {}\n  artifacts {}\n  outputs   {}\n  record    {}",
         record.artifacts.len(),
         record.timings.total_ms as f64 / 1000.0,
-        engine.kind,
-        engine.facts().version,
+        engine_facts.kind,
+        engine_facts.version,
         record.env_id,
         record.artifacts_digest,
         out.display(),
@@ -183,6 +214,151 @@ fn load_project(path: &Path) -> Result<Project> {
     let profile = manifest.toolchain.profile.as_deref().map(profiles::load).transpose()?;
     let dir = abs(path)?.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
     Ok(Project { manifest, profile, dir })
+}
+
+/// The project's files and how they are stamped.
+#[derive(Clone)]
+struct Sources {
+    dir: PathBuf,
+    exclude: Vec<PathBuf>,
+    patterns: Vec<String>,
+    source_date_epoch: u64,
+    owner: (u32, u32),
+}
+
+impl Sources {
+    fn options(&self) -> source::SourceOptions<'_> {
+        source::SourceOptions {
+            exclude_paths: &self.exclude,
+            exclude_patterns: &self.patterns,
+            source_date_epoch: self.source_date_epoch,
+            owner: self.owner,
+        }
+    }
+}
+
+/// The build container, created, with the sources on their way in.
+struct Placed {
+    guard: ContainerGuard,
+    digest: Digest,
+    entries: usize,
+    /// Time spent making the normalised tree or tar.
+    source_ms: u64,
+    way: Way,
+}
+
+/// How the sources reach `/src`.
+enum Way {
+    /// Staged here and bind-mounted: nothing left to do before the start.
+    Mounted(StageDir),
+    /// A tar to upload before the start.
+    Uploaded(source::SourceTar),
+}
+
+/// Creates the build container with the sources mounted (see
+/// [`crate::staging`]) when `how` and the engine allow, else with the
+/// sources as a tar to upload.
+async fn place_sources(
+    engine: &Engine,
+    how: SourceTransfer,
+    stage_base: &Path,
+    sources: &Sources,
+    body: ContainerCreateBody,
+    labels: HashMap<String, String>,
+) -> Result<Placed> {
+    let identity = engine.socket_identity();
+    let hint = "hint: use --sources upload, which works with any engine";
+    let cannot = match how {
+        SourceTransfer::Upload => Some("--sources upload".to_owned()),
+        SourceTransfer::Mount | SourceTransfer::Auto => staging::unmountable_because(&engine.endpoint, sources.owner)
+            .or_else(|| {
+                let known_blind =
+                    identity.as_deref().and_then(|id| staging::cached_verdict(id, stage_base)) == Some(false);
+                (how == SourceTransfer::Auto && known_blind)
+                    .then(|| "this engine could not see this machine's files before (remembered in mounts.json)".into())
+            }),
+    };
+    if let Some(why) = cannot {
+        if how == SourceTransfer::Mount {
+            bail!("cannot mount the sources: {why}\n  {hint}");
+        }
+        tracing::debug!("uploading the sources: {why}");
+        return upload_sources(engine, sources, body, labels).await;
+    }
+
+    let t = Instant::now();
+    let stage = StageDir::new(stage_base)?;
+    let dest = stage.path().to_owned();
+    let s = sources.clone();
+    let staged = tokio::task::spawn_blocking(move || source::stage(&s.dir, &s.options(), &dest))
+        .await
+        .context("the staging task panicked")??;
+    let source_ms = ms(t);
+
+    stage.place_probe()?;
+    let mut mounted = body.clone();
+    if let Some(hc) = mounted.host_config.as_mut() {
+        hc.mounts = Some(stage.mounts());
+    }
+    let why = match engine.create(mounted, labels.clone()).await {
+        Ok(guard) => {
+            let probe = format!("{}/{}", hermetic::HOME, staging::PROBE);
+            let seen = engine.path_exists(guard.id(), &probe).await;
+            let ready = match seen {
+                Ok(true) => stage.clear_probe(sources.source_date_epoch).map(|()| true),
+                Ok(false) => Ok(false),
+                Err(e) => Err(e),
+            };
+            match ready {
+                Ok(true) => {
+                    if let Some(id) = &identity {
+                        if staging::cached_verdict(id, stage_base) != Some(true) {
+                            staging::remember_verdict(id, stage_base, true);
+                        }
+                    }
+                    let way = Way::Mounted(stage);
+                    return Ok(Placed { guard, digest: staged.digest, entries: staged.entries, source_ms, way });
+                }
+                Ok(false) => {
+                    guard.remove().await;
+                    format!("the container does not see {}", stage.path().display())
+                }
+                Err(e) => {
+                    guard.remove().await;
+                    return Err(e);
+                }
+            }
+        }
+        // A refused bind mount (Docker checks that the source exists where
+        // it runs); any other refusal is not about the mount.
+        Err(e) if format!("{e:#}").contains("mount") => format!("{e:#}"),
+        Err(e) => return Err(e),
+    };
+    if let Some(id) = &identity {
+        staging::remember_verdict(id, stage_base, false);
+    }
+    stage.remove();
+    if how == SourceTransfer::Mount {
+        bail!("cannot mount the sources into a container of the engine at {}: {why}\n  {hint}", engine.endpoint);
+    }
+    tracing::info!("the engine cannot mount this machine's files ({why}); uploading the sources instead");
+    upload_sources(engine, sources, body, labels).await
+}
+
+async fn upload_sources(
+    engine: &Engine,
+    sources: &Sources,
+    body: ContainerCreateBody,
+    labels: HashMap<String, String>,
+) -> Result<Placed> {
+    let t = Instant::now();
+    let s = sources.clone();
+    let tar = tokio::task::spawn_blocking(move || source::build(&s.dir, &s.options()))
+        .await
+        .context("the source tar task panicked")??;
+    let source_ms = ms(t);
+    let guard = engine.create(body, labels).await?;
+    Ok(Placed { guard, digest: tar.digest, entries: tar.entries, source_ms, way: Way::Uploaded(tar) })
 }
 
 /// The container that runs the build: every hermetic setting is here.
@@ -272,14 +448,16 @@ async fn run_in_container(
     engine: &Engine,
     id: &str,
     plan: &BuildPlan,
-    src_tar: &Path,
+    sources: &Way,
     staging: &Path,
     log: &mut BuildLog,
     printer: &Printer,
 ) -> Result<Outcome> {
     let t = Instant::now();
-    let file = tokio::fs::File::open(src_tar).await.context("cannot reopen the source tar")?;
-    engine.upload(id, "/", ReaderStream::with_capacity(file, 256 * 1024)).await?;
+    if let Way::Uploaded(tar) = sources {
+        let file = tokio::fs::File::open(tar.file.path()).await.context("cannot reopen the source tar")?;
+        engine.upload(id, "/", ReaderStream::with_capacity(file, 256 * 1024)).await?;
+    }
     let upload_ms = ms(t);
 
     let t = Instant::now();
@@ -331,14 +509,30 @@ async fn run_in_container(
         } else {
             format!("{}/{}", hermetic::SOURCE_DIR, spec.fetch)
         };
-        if !engine.path_exists(id, &path).await? {
-            return Err(BuildFailed(format!(
+        let missing = || {
+            BuildFailed(format!(
                 "the build succeeded but did not create the declared output `{output}` ({path})\n  hint: fix [build] \
                  outputs in the manifest, or make the build write there"
             ))
-            .into());
-        }
-        let reader = SyncIoBridge::new(StreamReader::new(Box::pin(engine.download(id, &path))));
+        };
+        // Mounted sources are read here, straight from the staged tree,
+        // unless a link the build made is in the way: the engine resolves
+        // those inside the container.
+        let local = match sources {
+            Way::Mounted(stage) => staging::local_output(&stage.src(), &spec.fetch),
+            Way::Uploaded(_) => None,
+        };
+        let reader: Box<dyn std::io::Read + Send> = match local {
+            Some(Ok(reader)) => Box::new(reader),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing().into()),
+            Some(Err(e)) => return Err(e).with_context(|| format!("cannot read the output `{output}`")),
+            None => {
+                if !engine.path_exists(id, &path).await? {
+                    return Err(missing().into());
+                }
+                Box::new(SyncIoBridge::new(StreamReader::new(Box::pin(engine.download(id, &path)))))
+            }
+        };
         let staging = staging.to_owned();
         let done = tokio::task::spawn_blocking(move || outputs::extract(reader, &staging, &spec))
             .await

@@ -6,7 +6,6 @@ use anyhow::{bail, Context as _, Result};
 use repro_run_core::digest::{self, TreeKind};
 
 use crate::cli::{GlobalArgs, ImageCommand};
-use crate::engine::Facts;
 use crate::exit::Exit;
 use crate::images::{self, Recipe};
 use crate::printer::Printer;
@@ -17,13 +16,13 @@ pub async fn run(global: &GlobalArgs, cmd: ImageCommand, printer: &Printer) -> R
         ImageCommand::Build { recipe, tag } => {
             let recipe = Recipe::find(&recipe)?;
             let tag = tag.unwrap_or_else(|| recipe.default_tag());
-            let engine = super::connect(global, Facts::Cached).await?;
+            let engine = super::connect(global).await?;
             let (_, digest) = images::build_recipe(&engine, &recipe, &tag, printer).await?;
             printer.data(format!("{digest}  {tag}"));
         }
         ImageCommand::Import { rootfs, tag } => {
             let meta = fs_err::metadata(&rootfs).with_context(|| format!("cannot import {}", rootfs.display()))?;
-            let engine = super::connect(global, Facts::Cached).await?;
+            let engine = super::connect(global).await?;
             if meta.is_dir() {
                 images::import_dir(&engine, &rootfs, &tag).await?;
             } else {
@@ -45,13 +44,13 @@ pub async fn run(global: &GlobalArgs, cmd: ImageCommand, printer: &Printer) -> R
                 if target.contains('/') && (target.starts_with('.') || target.starts_with('/')) {
                     bail!("{target} does not exist: give an image reference, a rootfs tarball or a directory");
                 }
-                let engine = super::connect(global, Facts::Cached).await?;
+                let engine = super::connect(global).await?;
                 images::digest_image(&engine, &target, no_cache, printer).await?
             };
             printer.data(format!("{digest}  {target}"));
         }
         ImageCommand::Ls => {
-            let engine = super::connect(global, Facts::Cached).await?;
+            let engine = super::connect(global).await?;
             for (tag, _id) in engine.list_images("repro-run/").await? {
                 let digest = images::digest_image(&engine, &tag, false, printer).await?;
                 printer.data(format!("{digest}  {tag}"));

@@ -7,7 +7,7 @@ mod init;
 use anyhow::{Context as _, Result};
 
 use crate::cli::{Cli, Command};
-use crate::engine::{Engine, Facts};
+use crate::engine::Engine;
 use crate::exit::Exit;
 use crate::printer::Printer;
 
@@ -22,6 +22,6 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<Exit> {
 }
 
 /// Connects to the engine the global options select.
-async fn connect(global: &crate::cli::GlobalArgs, facts: Facts) -> Result<Engine> {
-    Engine::connect(global.engine.as_ref(), facts).await.context("no container engine")
+async fn connect(global: &crate::cli::GlobalArgs) -> Result<Engine> {
+    Engine::connect(global.engine.as_ref()).await.context("no container engine")
 }

@@ -82,13 +82,17 @@ pub fn repro_run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 /// A project in a temporary directory.
 pub struct Project {
     dir: tempfile::TempDir,
+    /// The project's own `--stage-dir` (REPRO_RUN_STAGE_DIR), so that a
+    /// test can check that every staged tree is gone.
+    stage: tempfile::TempDir,
     image: String,
 }
 
 impl Project {
     /// A project on `image` with `command` (TOML) and more `[build]` lines.
     pub fn new(image: &str, command: &str, build_extra: &str) -> Project {
-        let p = Project { dir: tempfile::tempdir().unwrap(), image: image.to_owned() };
+        let p =
+            Project { dir: tempfile::tempdir().unwrap(), stage: tempfile::tempdir().unwrap(), image: image.to_owned() };
         p.write_manifest(command, build_extra);
         p
     }
@@ -103,6 +107,10 @@ impl Project {
             "repro.toml",
             &format!("[image]\nname = \"{}\"\n\n[build]\ncommand = {command}\n{build_extra}\n", self.image),
         );
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -121,10 +129,25 @@ impl Project {
 
     /// `repro-run build` on `engine`.
     pub fn build(&self, engine: &str, env: &[(&str, &str)]) -> Run {
+        self.build_with(engine, &[], env)
+    }
+
+    /// `repro-run build` on `engine` with more arguments.
+    pub fn build_with(&self, engine: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
         if self.image == "busybox" {
             ensure_busybox(engine);
         }
-        repro_run(self.dir.path(), &["build", "--engine", engine], env)
+        let mut all = vec!["build", "--engine", engine];
+        all.extend_from_slice(args);
+        let mut env = env.to_vec();
+        let stage = self.stage_dir();
+        env.push(("REPRO_RUN_STAGE_DIR", stage.to_str().unwrap()));
+        repro_run(self.dir.path(), &all, &env)
+    }
+
+    /// Where this project's builds stage their sources.
+    pub fn stage_dir(&self) -> PathBuf {
+        self.stage.path().to_path_buf()
     }
 
     /// `repro-run build` on `engine` that must exit with `code`, saying each
@@ -136,6 +159,7 @@ impl Project {
             assert!(run.stderr.contains(needle), "on {engine}, stderr lacks `{needle}`:\n{}", run.stderr);
         }
         self.assert_no_containers(engine);
+        self.assert_no_leftovers();
         run
     }
 
@@ -145,6 +169,7 @@ impl Project {
         let err = std::fs::File::create(self.path("build.err")).unwrap();
         Command::new(bin())
             .args(["build", "--engine", engine])
+            .env("REPRO_RUN_STAGE_DIR", self.stage.path())
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(err)
@@ -178,6 +203,8 @@ impl Project {
             .filter(|n| n.starts_with(".repro-"))
             .collect();
         assert!(left.is_empty(), "repro-run left {left:?} in the project");
+        let staged: Vec<_> = std::fs::read_dir(self.stage.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(staged.is_empty(), "repro-run left the staged sources {staged:?} in {}", self.stage.path().display());
     }
 
     pub fn assert_no_containers(&self, engine: &str) {

@@ -1,0 +1,340 @@
+//! Sources staged on this machine and bind-mounted into the build container.
+//!
+//! Uploading a tree through the engine's archive API makes the engine unpack
+//! it file by file inside the container's layer (a 10,000-file tree takes
+//! seconds), and removing that container deletes it again. When the engine
+//! runs on this machine, repro-run instead writes the normalised tree itself
+//! into a private directory under the cache directory and bind-mounts it at
+//! `/src` (and the empty `HOME` beside it). The build sees the same tree,
+//! with the same owners, modes and mtimes, and the record gets the same
+//! source digest; only the way in differs.
+//!
+//! Whether the engine sees this machine's files is not assumed: the
+//! container is created with the mounts and the engine is asked for a file
+//! that only the staged directory holds ([`PROBE`]). A Docker engine
+//! elsewhere refuses the mount; Podman creates the missing directory on its
+//! own machine and then lacks the file. Either way the build falls back to
+//! an upload (with `--sources auto`), and the answer is cached per engine
+//! socket, so that a remote engine is not asked again.
+//!
+//! The staging directory is owned by a [`StageDir`]: removed on every path,
+//! a failure to remove logged with the path, never hidden. Outputs are read
+//! back from it directly once the container has stopped ([`local_output`]),
+//! never following a link the build made.
+
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+
+use fs_err::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use bollard::models::{Mount, MountType};
+use repro_run_core::hermetic;
+
+use crate::cache::{self, JsonCache};
+use crate::pipe;
+
+/// A file put in the staged `HOME` before the container starts, and removed
+/// before it runs: if the engine sees it, it sees the staged directory.
+pub const PROBE: &str = ".repro-run-mount-check";
+
+/// A private directory holding `src/` and `home/build/` for one build.
+pub struct StageDir {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl StageDir {
+    /// A new, empty staging directory in `base`.
+    pub fn new(base: &Path) -> Result<StageDir> {
+        fs_err::create_dir_all(base)?;
+        let dir = tempfile::Builder::new()
+            .prefix("repro-run-")
+            .tempdir_in(base)
+            .with_context(|| format!("cannot create a staging directory in {}", base.display()))?;
+        Ok(StageDir { dir: Some(dir) })
+    }
+
+    /// Where staging directories go by default: `builds/` in the cache
+    /// directory.
+    pub fn default_base() -> Result<PathBuf> {
+        let dir = cache::dir().context(
+            "neither XDG_CACHE_HOME nor HOME is set, so there is no cache directory to stage the sources in\n  hint: \
+             set one, or give --stage-dir",
+        )?;
+        Ok(dir.join("builds"))
+    }
+
+    /// The staging directory.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+
+    /// The staged sources, mounted at `/src`.
+    pub fn src(&self) -> PathBuf {
+        self.path().join(hermetic::SOURCE_DIR.trim_start_matches('/'))
+    }
+
+    /// The staged `HOME`.
+    pub fn home(&self) -> PathBuf {
+        self.path().join(hermetic::HOME.trim_start_matches('/'))
+    }
+
+    /// The bind mounts that put the staged tree where the build expects it.
+    pub fn mounts(&self) -> Vec<Mount> {
+        [(self.src(), hermetic::SOURCE_DIR), (self.home(), hermetic::HOME)]
+            .into_iter()
+            .map(|(source, target)| Mount {
+                target: Some(target.to_owned()),
+                source: Some(source.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(false),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// Puts [`PROBE`] in the staged `HOME`.
+    pub fn place_probe(&self) -> Result<()> {
+        fs_err::write(self.home().join(PROBE), b"")?;
+        Ok(())
+    }
+
+    /// Takes [`PROBE`] away again, and gives `HOME` back its mtime.
+    pub fn clear_probe(&self, mtime: u64) -> Result<()> {
+        let home = self.home();
+        fs_err::remove_file(home.join(PROBE))?;
+        let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
+        filetime::set_file_times(&home, t, t).with_context(|| format!("cannot date {}", home.display()))
+    }
+
+    /// Removes the directory and everything the build wrote into it. A
+    /// failure is logged with the path, never hidden.
+    pub fn remove(mut self) {
+        if let Some(dir) = self.dir.take() {
+            remove_logged(dir);
+        }
+    }
+}
+
+impl Drop for StageDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            remove_logged(dir);
+        }
+    }
+}
+
+fn remove_logged(dir: tempfile::TempDir) {
+    let path = dir.keep();
+    let mut result = fs_err::remove_dir_all(&path);
+    if result.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
+        // A build may leave read-only directories; without root, their
+        // contents cannot go until they are writable again.
+        make_writable(&path);
+        result = fs_err::remove_dir_all(&path);
+    }
+    match result {
+        Ok(()) => tracing::debug!("removed the staging directory {}", path.display()),
+        Err(err) => {
+            tracing::warn!("could not remove the staging directory: {err}; remove it with `rm -rf {}`", path.display())
+        }
+    }
+}
+
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = fs_err::symlink_metadata(dir) else { return };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Ok(entries) = fs_err::read_dir(dir) {
+        for e in entries.flatten() {
+            make_writable(&e.path());
+        }
+    }
+}
+
+/// Why the sources cannot be mounted from this process, if they cannot.
+pub fn unmountable_because(endpoint: &str, owner: (u32, u32)) -> Option<String> {
+    if !endpoint.starts_with("unix://") {
+        return Some(format!("the engine at {endpoint} is not reached through a local socket"));
+    }
+    let (uid, gid) = current_ids();
+    if uid != 0 && (uid, gid) != owner {
+        return Some(format!(
+            "this process (uid {uid}, gid {gid}) cannot give the staged files to the build user {}:{}",
+            owner.0, owner.1
+        ));
+    }
+    None
+}
+
+fn current_ids() -> (u32, u32) {
+    // The owner of a file this process creates is the process's own
+    // effective uid and gid.
+    let probe = tempfile::tempfile().and_then(|f| f.metadata());
+    probe.map(|m| (m.uid(), m.gid())).unwrap_or((u32::MAX, u32::MAX))
+}
+
+/// Cached verdicts: can the engine behind this socket (by its identity)
+/// see files staged in `base`?
+pub fn cached_verdict(identity: &str, base: &Path) -> Option<bool> {
+    JsonCache::<bool>::open("mounts.json").get(&format!("{identity} {}", base.display()))
+}
+
+/// Remembers a verdict (see [`cached_verdict`]).
+pub fn remember_verdict(identity: &str, base: &Path, sees_files: bool) {
+    JsonCache::<bool>::open("mounts.json").put(&format!("{identity} {}", base.display()), sees_files);
+}
+
+/// An output read straight from the staged `/src`, as a tar stream shaped
+/// like the engine's archive of the same path (its last component is the
+/// top entry). `None` when any component of `fetch` is a link (the build
+/// made it, so it is resolved inside the container by the engine, never
+/// here); `Some(Err)` when the output does not exist.
+pub fn local_output(src: &Path, fetch: &str) -> Option<std::io::Result<pipe::Reader>> {
+    let mut path = src.to_path_buf();
+    let mut top = hermetic::SOURCE_DIR.trim_start_matches('/').to_owned();
+    for c in Path::new(fetch).components() {
+        let Component::Normal(name) = c else { return None };
+        match fs_err::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        path.push(name);
+        top = name.to_string_lossy().into_owned();
+    }
+    match fs_err::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() || m.is_file() => {}
+        Ok(_) => return None,
+        Err(e) => return Some(Err(e)),
+    }
+    let top = Path::new(&top).to_path_buf();
+    let (writer, reader) = pipe::pipe();
+    std::thread::spawn(move || {
+        let mut tar = tar::Builder::new(writer);
+        let written = append_tree(&mut tar, &path, &top).and_then(|()| tar.into_inner()).and_then(|w| w.finish());
+        if let Err(err) = written {
+            // The reader sees a truncated tar and reports it.
+            tracing::warn!("cannot read the output {}: {err}", path.display());
+        }
+    });
+    Some(Ok(reader))
+}
+
+/// Appends `path` as `name`, and everything under it, never following a
+/// link: a link is stored as a link, a fifo or device node as itself (the
+/// extraction skips those with a warning), a socket not at all.
+fn append_tree(tar: &mut tar::Builder<pipe::Writer>, path: &Path, name: &Path) -> std::io::Result<()> {
+    let meta = fs_err::symlink_metadata(path)?;
+    let ft = meta.file_type();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(meta.mode() & 0o7777);
+    h.set_mtime(meta.mtime().max(0) as u64);
+    h.set_uid(u64::from(meta.uid()));
+    h.set_gid(u64::from(meta.gid()));
+    h.set_size(0);
+    if ft.is_dir() {
+        h.set_entry_type(tar::EntryType::Directory);
+        tar.append_data(&mut h, name, std::io::empty())?;
+        let mut children: Vec<_> =
+            fs_err::read_dir(path)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+        children.sort();
+        for child in children {
+            append_tree(tar, &path.join(&child), &name.join(&child))?;
+        }
+    } else if ft.is_file() {
+        let f = fs_err::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(meta.len());
+        tar.append_data(&mut h, name, f)?;
+    } else if ft.is_symlink() {
+        h.set_entry_type(tar::EntryType::Symlink);
+        let target = fs_err::read_link(path)?;
+        crate::source::append_symlink(tar, &mut h, name, target.as_os_str().as_bytes())?;
+    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        let kind = if ft.is_fifo() {
+            tar::EntryType::Fifo
+        } else if ft.is_char_device() {
+            tar::EntryType::Char
+        } else {
+            tar::EntryType::Block
+        };
+        h.set_entry_type(kind);
+        tar.append_data(&mut h, name, std::io::empty())?;
+    } else {
+        tracing::warn!("{}: skipped, a socket is not an artifact", name.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    fn entries(reader: pipe::Reader) -> Vec<String> {
+        let mut a = tar::Archive::new(reader);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = e.link_name().unwrap().map(|l| format!(" -> {}", l.display())).unwrap_or_default();
+                format!("{:?} {}{link}", e.header().entry_type(), e.path().unwrap().display())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn local_outputs_are_tarred_like_the_engine_does_and_links_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs_err::create_dir_all(src.join("out/sub")).unwrap();
+        fs_err::write(src.join("out/sub/a"), "a").unwrap();
+        std::os::unix::fs::symlink("/etc", src.join("out/etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", src.join("evil")).unwrap();
+
+        let listed = entries(local_output(&src, "out").unwrap().unwrap());
+        assert_eq!(listed, ["Directory out", "Symlink out/etc -> /etc", "Directory out/sub", "Regular out/sub/a"]);
+        let listed = entries(local_output(&src, "").unwrap().unwrap());
+        assert_eq!(listed[0], "Directory src");
+        // A file alone is its own top entry.
+        let mut r = local_output(&src, "out/sub/a").unwrap().unwrap();
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes).unwrap();
+        assert_eq!(entries(pipe_of(bytes)), ["Regular a"]);
+        // A path through a link the build made is the engine's to resolve.
+        assert!(local_output(&src, "evil").is_none());
+        assert!(local_output(&src, "evil/passwd").is_none());
+        assert!(local_output(&src, "out/etc/passwd").is_none());
+        // A missing output is an error that names it.
+        let err = local_output(&src, "nope").unwrap().err().unwrap();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    fn pipe_of(bytes: Vec<u8>) -> pipe::Reader {
+        let (mut w, r) = pipe::pipe();
+        std::thread::spawn(move || {
+            w.write_all(&bytes).unwrap();
+            w.finish().unwrap();
+        });
+        r
+    }
+
+    #[test]
+    fn a_stage_dir_is_removed_even_when_the_build_left_it_read_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = tempfile::tempdir().unwrap();
+        let stage = StageDir::new(base.path()).unwrap();
+        let path = stage.path().to_owned();
+        fs_err::create_dir_all(path.join("src/ro")).unwrap();
+        fs_err::write(path.join("src/ro/f"), "x").unwrap();
+        fs_err::set_permissions(path.join("src/ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        stage.remove();
+        assert!(!path.exists());
+        assert!(base.path().exists());
+    }
+}
