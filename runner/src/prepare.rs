@@ -8,7 +8,6 @@
 
 use anyhow::{bail, Context as _, Result};
 use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
-use futures_util::StreamExt;
 use repro_run_core::digest::Digest;
 use repro_run_core::hermetic;
 
@@ -89,15 +88,14 @@ pub async fn toolchain_image(
     let guard = engine.create(body, Default::default()).await?;
     let id = guard.id().to_owned();
     let result = signal::cancellable(async {
-        engine.start(&id).await?;
-        let mut logs = engine.logs(&id);
         let mut tail = Tail::default();
-        while let Some(chunk) = logs.next().await {
-            let chunk = chunk?;
-            printer.log(&chunk);
-            tail.push(&chunk);
-        }
-        let code = engine.wait(&id).await?;
+        let (code, _) = engine
+            .run(&id, |chunk| {
+                printer.log(chunk);
+                tail.push(chunk);
+                Ok(())
+            })
+            .await?;
         if code == NO_PACKAGE_MANAGER {
             bail!(
                 "image `{}` has no apt-get, so toolchain packages ({}) cannot be installed\n  hint: use a Debian-based \

@@ -163,6 +163,23 @@ fn failing_command_exits_4_and_cleans_up() {
     }
 }
 
+/// A command that closes its output and goes on is waited for: the end of
+/// the output is not the end of the build.
+#[test]
+#[ignore = "needs an engine"]
+fn a_build_that_closes_its_output_is_waited_for() {
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""echo closing; exec >&- 2>&-; sleep 2; mkdir -p out && echo done > out/x; exit 5""#,
+            r#"outputs = ["out"]"#,
+        );
+        p.build_fails(&engine, 4, &["exited with 5", "closing"]);
+        p.write_manifest(r#""exec >&- 2>&-; sleep 2; mkdir -p out && echo done > out/x""#, r#"outputs = ["out"]"#);
+        p.build(&engine, &[]).assert_exit(0);
+        assert_eq!(p.read("repro-out/out/x"), "done\n", "on {engine}");
+    }
+}
+
 /// A declared output the build did not make is named, with exit 4.
 #[test]
 #[ignore = "needs an engine"]

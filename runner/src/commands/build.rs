@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
-use futures_util::StreamExt;
 use repro_run_core::digest::{self, Digest, TreeKind};
 use repro_run_core::hermetic::{self, BuildPlan};
 use repro_run_core::manifest::{Manifest, Network, SourceDateEpoch};
@@ -147,10 +146,13 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     })
     .await
     .context("the hashing task panicked")??;
+    let collect_ms = outcome.collect_ms + ms(collect_started);
+    // Podman may still be answering `/version`: that wait shows in no
+    // phase. It comes before the outputs move, so that a failure here
+    // leaves the old ones.
+    let (engine_facts, host) = asked.await.context("the engine version task panicked")??;
     outputs::replace_dir(out_staging, &out)
         .with_context(|| format!("cannot move the artifacts into {}", out.display()))?;
-
-    let (engine_facts, host) = asked.await.context("the engine version task panicked")??;
     let record = BuildRecord {
         format: RECORD_FORMAT.to_owned(),
         env_id: plan.env_id(),
@@ -168,7 +170,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
             source_ms: placed.source_ms,
             upload_ms: outcome.upload_ms,
             run_ms: outcome.run_ms,
-            collect_ms: outcome.collect_ms + ms(collect_started),
+            collect_ms,
             remove_ms,
             total_ms: ms(started),
         },
@@ -461,17 +463,9 @@ async fn run_in_container(
     let upload_ms = ms(t);
 
     let t = Instant::now();
-    engine.start(id).await?;
     let timeout = Duration::from_secs(plan.limits.timeout_secs);
-    let ran = tokio::time::timeout(timeout, async {
-        let mut logs = engine.logs(id);
-        while let Some(chunk) = logs.next().await {
-            log.push(&chunk?, printer)?;
-        }
-        engine.wait(id).await
-    })
-    .await;
-    let Ok(exit_code) = ran else {
+    let ran = tokio::time::timeout(timeout, engine.run(id, |chunk| log.push(chunk, printer))).await;
+    let Ok(state) = ran else {
         // The caller removes the container, which stops the command.
         return Err(BuildFailed(format!(
             "the build did not finish within its timeout of {} s and was stopped; the last lines of its log:\n{}\n  \
@@ -481,11 +475,11 @@ async fn run_in_container(
         ))
         .into());
     };
-    let exit_code = exit_code?;
+    let (exit_code, oom_killed) = state?;
     if let Some(limit) = plan.limits.memory_bytes {
         // Engines flag an OOM kill of the container's first process; a child
         // killed at the limit shows only as SIGKILL (137) from its parent.
-        if exit_code != 0 && (engine.oom_killed(id).await? || exit_code == 137) {
+        if exit_code != 0 && (oom_killed || exit_code == 137) {
             return Err(BuildFailed(format!(
                 "the build ran out of memory: it was killed (exit {exit_code}) at the memory limit of {} MiB; the \
                  last lines of its log:\n{}\n  hint: raise `memory` under [limits] in the manifest",
