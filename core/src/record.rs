@@ -47,8 +47,14 @@ pub struct BuildRecord {
 /// One output file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
-    /// Path relative to the output directory, `/`-separated.
+    /// Path relative to the output directory, `/`-separated. A name that is
+    /// not UTF-8 shows each invalid sequence as U+FFFD here, and has its
+    /// exact bytes in `path_bytes`.
     pub path: String,
+    /// The path's bytes in hex, only when they are not UTF-8 (two such
+    /// names can look alike in `path`; they never do here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<String>,
     /// Size in bytes (0 for symlinks).
     pub size: u64,
     /// Permission bits, as an octal string such as `0755`.
@@ -57,9 +63,21 @@ pub struct Artifact {
     pub blake3: String,
     /// sha256 of the content, hex (for a symlink: of its target).
     pub sha256: String,
-    /// The target, for a symlink.
+    /// The target, for a symlink (shown like `path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The target's bytes in hex, only when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_bytes: Option<String>,
+}
+
+/// A name as the record shows it: its text, and its bytes in hex when they
+/// are not UTF-8 (the text then has U+FFFD where the bytes were invalid).
+pub fn text_and_bytes(raw: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(raw) {
+        Ok(s) => (s.to_owned(), None),
+        Err(_) => (String::from_utf8_lossy(raw).into_owned(), Some(hex::encode(raw))),
+    }
 }
 
 /// The base and toolchain images.
@@ -169,5 +187,31 @@ mod tests {
         assert_eq!(h.size, 3);
         assert_eq!(h.blake3, "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
         assert_eq!(h.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_keep_their_bytes() {
+        assert_eq!(text_and_bytes(b"out/hello"), ("out/hello".to_owned(), None));
+        let (a, a_bytes) = text_and_bytes(b"out/n\xff");
+        let (b, b_bytes) = text_and_bytes(b"out/n\xfe");
+        // Alike as text, apart as bytes.
+        assert_eq!(a, "out/n\u{fffd}");
+        assert_eq!(a, b);
+        assert_eq!(a_bytes.as_deref(), Some("6f75742f6eff"));
+        assert_ne!(a_bytes, b_bytes);
+        let artifact = Artifact {
+            path: a,
+            path_bytes: a_bytes,
+            size: 0,
+            mode: "0644".into(),
+            blake3: String::new(),
+            sha256: String::new(),
+            link: None,
+            link_bytes: None,
+        };
+        let json = serde_json::to_string(&artifact).unwrap();
+        assert!(json.contains(r#""path_bytes":"6f75742f6eff""#), "{json}");
+        assert!(!json.contains("link"), "{json}");
+        assert_eq!(serde_json::from_str::<Artifact>(&json).unwrap(), artifact);
     }
 }

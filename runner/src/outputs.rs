@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use repro_run_core::record::{hash_content, Artifact};
+use repro_run_core::record::{hash_content, text_and_bytes, Artifact};
 
 /// What one output's extraction did.
 #[derive(Debug, Default)]
@@ -197,44 +197,53 @@ fn remove_existing(path: &Path) -> Result<()> {
 
 /// Hashes every file and link under `dir`, sorted by path bytes.
 pub fn hash_tree(dir: &Path) -> Result<Vec<Artifact>> {
-    let mut out = Vec::new();
+    // Sorted by the raw path bytes, which the record's text may not show.
+    let mut out: Vec<(Vec<u8>, Artifact)> = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in fs_err::read_dir(&d)? {
             let entry = entry?;
             let path = entry.path();
             let meta = fs_err::symlink_metadata(&path)?;
-            let rel = path.strip_prefix(dir).context("hashed outside the output")?;
-            let rel_str = String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned();
+            let rel = path.strip_prefix(dir).context("hashed outside the output")?.as_os_str().as_bytes().to_vec();
+            let (path_text, path_bytes) = text_and_bytes(&rel);
             let mode = format!("{:04o}", meta.permissions().mode() & 0o7777);
             if meta.is_dir() {
                 stack.push(path);
             } else if meta.file_type().is_symlink() {
                 let target = fs_err::read_link(&path)?;
-                let h = hash_content(target.as_os_str().as_bytes())?;
-                out.push(Artifact {
-                    path: rel_str,
+                let target = target.as_os_str().as_bytes();
+                let h = hash_content(target)?;
+                let (link, link_bytes) = text_and_bytes(target);
+                let artifact = Artifact {
+                    path: path_text,
+                    path_bytes,
                     size: 0,
                     mode,
                     blake3: h.blake3,
                     sha256: h.sha256,
-                    link: Some(String::from_utf8_lossy(target.as_os_str().as_bytes()).into_owned()),
-                });
+                    link: Some(link),
+                    link_bytes,
+                };
+                out.push((rel, artifact));
             } else {
                 let h = hash_content(fs_err::File::open(&path)?)?;
-                out.push(Artifact {
-                    path: rel_str,
+                let artifact = Artifact {
+                    path: path_text,
+                    path_bytes,
                     size: h.size,
                     mode,
                     blake3: h.blake3,
                     sha256: h.sha256,
                     link: None,
-                });
+                    link_bytes: None,
+                };
+                out.push((rel, artifact));
             }
         }
     }
-    out.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    Ok(out)
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out.into_iter().map(|(_, a)| a).collect())
 }
 
 /// Moves `staging` into place at `out`, replacing what was there only once

@@ -374,6 +374,9 @@ fn hostile_outputs_are_extracted_safely() {
             let odd = out.join(std::ffi::OsStr::from_bytes(b"n\xff"));
             assert_eq!(std::fs::read_to_string(&odd).unwrap(), "n\n", "the non-UTF-8 name was lost on {engine}");
             let record: serde_json::Value = serde_json::from_str(&p.read("repro-out.json")).unwrap();
+            // The record keeps that name's bytes, in hex.
+            let odd = record["artifacts"].as_array().unwrap().iter().find(|a| a["path"] == "out/n\u{fffd}").unwrap();
+            assert_eq!(odd["path_bytes"], "6f75742f6eff", "on {engine}");
             let shadow = record["artifacts"].as_array().unwrap().iter().find(|a| a["path"] == "out/shadow").unwrap();
             assert_eq!(shadow["link"], "/etc/shadow");
             assert_eq!(shadow["size"], 0, "the host's /etc/shadow was read");
