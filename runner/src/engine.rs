@@ -281,6 +281,14 @@ impl Engine {
         Ok(facts_of(&v, &self.docker))
     }
 
+    /// Whether the engine maps the container's user ids to other ids on
+    /// the host (Docker's userns-remap, a rootless engine): then a file
+    /// given to uid 1000 here is not uid 1000's in the container.
+    pub async fn remaps_user_ids(&self) -> Result<bool> {
+        let info = self.docker.info().await.context("cannot ask the engine for its configuration")?;
+        Ok(remaps_user_ids(info.security_options.as_deref().unwrap_or_default()))
+    }
+
     /// What identifies the engine's socket file (see `engines.json`);
     /// `None` for an endpoint that is not a unix socket.
     pub fn socket_identity(&self) -> Option<String> {
@@ -517,6 +525,11 @@ impl Engine {
     }
 }
 
+/// Whether `/info`'s security options say that user ids are remapped.
+fn remaps_user_ids(options: &[String]) -> bool {
+    options.iter().any(|o| o.split(',').any(|kv| kv == "name=userns" || kv == "name=rootless"))
+}
+
 /// What a `/version` answer says, with the API version `docker` speaks.
 fn facts_of(v: &bollard::models::SystemVersion, docker: &Docker) -> (EngineFacts, HostFacts) {
     let is_podman = v.components.iter().flatten().any(|c| c.name.to_ascii_lowercase().contains("podman"));
@@ -615,6 +628,15 @@ mod tests {
         );
         insta::assert_snapshot!("dokcer".parse::<EngineSelector>().unwrap_err(),
             @"`dokcer` is not an engine: use `docker`, `podman`, or an endpoint such as unix:///run/podman/podman.sock or tcp://127.0.0.1:2375");
+    }
+
+    #[test]
+    fn remapped_user_ids_are_seen_in_the_security_options() {
+        let opts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!remaps_user_ids(&opts(&["name=seccomp,profile=default"])));
+        assert!(remaps_user_ids(&opts(&["name=seccomp,profile=default", "name=userns"])));
+        assert!(remaps_user_ids(&opts(&["name=rootless"])));
+        assert!(!remaps_user_ids(&[]));
     }
 
     #[test]

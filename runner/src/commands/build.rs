@@ -140,8 +140,12 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let collect_started = Instant::now();
     let staging_path = out_staging.path().to_owned();
     let (artifacts, artifacts_digest) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let t = Instant::now();
         let artifacts = outputs::hash_tree(&staging_path)?;
+        tracing::debug!("artifacts hashed in {} ms", ms(t));
+        let t = Instant::now();
         let d = digest::digest_dir(&staging_path, TreeKind::Artifacts)?;
+        tracing::debug!("artifacts digested in {} ms", ms(t));
         Ok((artifacts, d))
     })
     .await
@@ -270,16 +274,26 @@ async fn place_sources(
 ) -> Result<Placed> {
     let identity = engine.socket_identity();
     let hint = "hint: use --sources upload, which works with any engine";
-    let cannot = match how {
+    let cached = identity.as_deref().and_then(|id| staging::cached_verdict(id, stage_base));
+    let mut cannot = match how {
         SourceTransfer::Upload => Some("--sources upload".to_owned()),
-        SourceTransfer::Mount | SourceTransfer::Auto => staging::unmountable_because(&engine.endpoint, sources.owner)
-            .or_else(|| {
-                let known_blind =
-                    identity.as_deref().and_then(|id| staging::cached_verdict(id, stage_base)) == Some(false);
-                (how == SourceTransfer::Auto && known_blind)
-                    .then(|| "this engine could not see this machine's files before (remembered in mounts.json)".into())
-            }),
+        SourceTransfer::Mount | SourceTransfer::Auto => staging::unmountable_because(&engine.endpoint, sources.owner),
     };
+    // `auto` asks the engine once, and remembers the answer below; `mount`
+    // asks every time, because it was asked for.
+    if cannot.is_none() && (how == SourceTransfer::Mount || cached.is_none()) && engine.remaps_user_ids().await? {
+        if let Some(id) = &identity {
+            staging::remember_verdict(id, stage_base, false);
+        }
+        cannot = Some(
+            "the engine maps user ids (userns-remap or rootless), so the staged files would not belong to the build \
+             user in the container"
+                .to_owned(),
+        );
+    }
+    if cannot.is_none() && how == SourceTransfer::Auto && cached == Some(false) {
+        cannot = Some("this engine could not see this machine's files before (remembered in mounts.json)".into());
+    }
     if let Some(why) = cannot {
         if how == SourceTransfer::Mount {
             bail!("cannot mount the sources: {why}\n  {hint}");
