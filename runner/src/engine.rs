@@ -419,6 +419,7 @@ impl Engine {
         match self.exit_state(container).await? {
             Some(state) => Ok(state),
             None => {
+                tracing::debug!("the output ended before the engine said the container stopped; waiting");
                 let code = self.wait(container).await?;
                 Ok((code, self.oom_killed(container).await?))
             }
@@ -440,27 +441,27 @@ impl Engine {
     }
 
     /// The exit code, and whether the kernel killed it for lack of memory,
-    /// once the container has stopped; `None` while it runs.
+    /// once the container has stopped; `None` if it still runs after a
+    /// short while (20 looks, 10 ms apart).
     async fn exit_state(&self, container: &str) -> Result<Option<(i64, bool)>> {
-        // Podman says `stopped` for a few milliseconds between the exit and
-        // its cleanup, a state bollard's model does not know; `exited`
-        // follows.
-        let mut tries = 0;
-        let info = loop {
+        for _ in 0..20 {
             match self.docker.inspect_container(container, None).await {
-                Err(bollard::errors::Error::JsonDataError { .. }) if tries < 10 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(info) => {
+                    let stopped = info.state.filter(|s| s.running == Some(false));
+                    if let Some(code) = stopped.as_ref().and_then(|s| s.exit_code) {
+                        let oom = stopped.and_then(|s| s.oom_killed).unwrap_or(false);
+                        return Ok(Some((code, oom)));
+                    }
                 }
-                Err(bollard::errors::Error::JsonDataError { .. }) => return Ok(None),
-                other => break other.context("cannot inspect the container")?,
+                // Podman says `stopped` for a few milliseconds between the
+                // exit and its cleanup, a state bollard's model does not
+                // know; `exited` follows.
+                Err(bollard::errors::Error::JsonDataError { .. }) => {}
+                Err(e) => return Err(e).context("cannot inspect the container"),
             }
-        };
-        let Some(state) = info.state else { return Ok(None) };
-        if state.running.unwrap_or(true) {
-            return Ok(None);
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok(state.exit_code.map(|code| (code, state.oom_killed.unwrap_or(false))))
+        Ok(None)
     }
 
     /// Waits for the container to exit; its exit code.
