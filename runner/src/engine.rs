@@ -270,15 +270,37 @@ impl Engine {
         Ok(Engine { docker, kind, endpoint: endpoint.to_owned(), facts, host })
     }
 
-    /// Asks the engine what it is, now (one `/version`), whatever was
-    /// cached: for a record. Podman takes a quarter second to answer, so a
-    /// build asks this while it does other work.
+    /// What the engine is, now, for a record.
+    ///
+    /// The kind and version are the engine's live answer. On a unix socket
+    /// they come from the `Server` header of a `/_ping` (under a
+    /// millisecond); the architecture and kernel then come from what
+    /// `/version` said earlier for the same socket file, when it named the
+    /// same engine and version (a reboot, the only way to a new kernel,
+    /// makes a new socket file). Otherwise this asks `/version`, which
+    /// Podman takes a quarter second to answer, so a build asks while it
+    /// does other work.
     pub async fn ask_facts(&self) -> Result<(EngineFacts, HostFacts)> {
+        let api_version = self.docker.client_version().to_string();
+        let identity = socket_identity(&self.endpoint);
+        let cache = JsonCache::<CachedEngine>::open("engines.json");
+        if let (Some(id), Some(path)) = (&identity, self.endpoint.strip_prefix("unix://")) {
+            if let (Some(live), Some(cached)) = (ping_server(path).await, cache.get(id)) {
+                if live == (cached.facts.kind, cached.facts.version.clone(), cached.host.os.clone()) {
+                    let (kind, version, _) = live;
+                    return Ok((EngineFacts { kind, version, api_version }, cached.host));
+                }
+            }
+        }
         let v = tokio::time::timeout(Duration::from_secs(30), self.docker.version())
             .await
             .map_err(|_| EngineError("the engine did not say its version within 30 s".into()))?
             .context("cannot ask the engine for its version")?;
-        Ok(facts_of(&v, &self.docker))
+        let (facts, host) = facts_of(&v, &self.docker);
+        if let Some(id) = identity {
+            cache.put(&id, CachedEngine { facts: facts.clone(), host: host.clone() });
+        }
+        Ok((facts, host))
     }
 
     /// Whether the engine maps the container's user ids to other ids on
@@ -526,6 +548,40 @@ impl Engine {
     }
 }
 
+/// The engine's kind, version and OS from the `Server` header of `/_ping`
+/// on the unix socket `path` (bollard does not show response headers);
+/// `None` if it cannot be had.
+async fn ping_server(path: &str) -> Option<(EngineKind, String, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let ask = async {
+        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
+        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: repro-run\r\nConnection: close\r\n\r\n").await.ok()?;
+        let mut head = Vec::new();
+        s.take(16 * 1024).read_to_end(&mut head).await.ok()?;
+        parse_server_header(&String::from_utf8_lossy(&head))
+    };
+    tokio::time::timeout(Duration::from_secs(5), ask).await.ok().flatten()
+}
+
+/// `Server: Docker/20.10.24+dfsg1 (linux)` or `Server: Libpod/4.3.1
+/// (linux)` in a response head → (kind, version, OS).
+fn parse_server_header(head: &str) -> Option<(EngineKind, String, String)> {
+    let headers = head.split("\r\n\r\n").next()?;
+    let value = headers.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("server").then(|| value.trim())
+    })?;
+    let (product, rest) = value.split_once('/')?;
+    let (version, os) = rest.split_once(' ')?;
+    let os = os.trim().strip_prefix('(')?.strip_suffix(')')?;
+    let kind = match product {
+        "Docker" => EngineKind::Docker,
+        "Libpod" => EngineKind::Podman,
+        _ => return None,
+    };
+    Some((kind, version.to_owned(), os.to_owned()))
+}
+
 /// Whether `/info`'s security options say that user ids are remapped.
 fn remaps_user_ids(options: &[String]) -> bool {
     options.iter().any(|o| o.split(',').any(|kv| kv == "name=userns" || kv == "name=rootless"))
@@ -629,6 +685,18 @@ mod tests {
         );
         insta::assert_snapshot!("dokcer".parse::<EngineSelector>().unwrap_err(),
             @"`dokcer` is not an engine: use `docker`, `podman`, or an endpoint such as unix:///run/podman/podman.sock or tcp://127.0.0.1:2375");
+    }
+
+    #[test]
+    fn ping_server_headers_name_the_engine() {
+        let docker =
+            "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nOstype: linux\r\nServer: Docker/20.10.24+dfsg1 (linux)\r\n\r\nOK";
+        assert_eq!(parse_server_header(docker), Some((EngineKind::Docker, "20.10.24+dfsg1".into(), "linux".into())));
+        let podman = "HTTP/1.1 200 OK\r\nLibpod-Api-Version: 4.3.1\r\nserver: Libpod/4.3.1 (linux)\r\n\r\n";
+        assert_eq!(parse_server_header(podman), Some((EngineKind::Podman, "4.3.1".into(), "linux".into())));
+        // A header in the body does not count, nor does an unknown server.
+        assert_eq!(parse_server_header("HTTP/1.1 200 OK\r\n\r\nServer: Docker/1 (linux)"), None);
+        assert_eq!(parse_server_header("HTTP/1.1 200 OK\r\nServer: nginx/1.2 (x)\r\n\r\n"), None);
     }
 
     #[test]

@@ -139,6 +139,17 @@ fn build_hashes_artifacts_into_a_record() {
         assert_eq!(record["artifacts_digest"], again["artifacts_digest"]);
         assert_eq!(record["env_id"], again["env_id"]);
         assert_eq!(record["source_digest"], again["source_digest"]);
+        // The engine's facts are its own answer, on the first build (which
+        // may ask `/version`) and on the second (which may read the version
+        // from a `/_ping` and the kernel from the cache) alike.
+        let cli = std::process::Command::new(&engine).args(["version", "--format", "{{.Server.Version}}"]).output();
+        let cli_version = String::from_utf8(cli.unwrap().stdout).unwrap();
+        let uname = std::process::Command::new("uname").arg("-r").output().unwrap().stdout;
+        for r in [&record, &again] {
+            assert_eq!(r["engine"]["version"], cli_version.trim(), "on {engine}");
+            assert_eq!(r["host"]["kernel"], String::from_utf8_lossy(&uname).trim(), "on {engine}");
+            assert_eq!(r["host"]["os"], "linux");
+        }
         p.assert_no_containers(&engine);
         per_engine.push((engine, record["env_id"].clone(), record["artifacts_digest"].clone()));
     }

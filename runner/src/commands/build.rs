@@ -29,7 +29,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let log_path = record_path.with_extension("log");
 
     // A ping where the engine's facts are cached; the facts that go into
-    // the record are asked for meanwhile (Podman takes a quarter second).
+    // the record are asked for meanwhile (see Engine::ask_facts).
     let engine = super::connect(global).await?;
     let asked = tokio::spawn({
         let engine = engine.clone();
