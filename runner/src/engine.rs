@@ -303,12 +303,16 @@ impl Engine {
         Ok((facts, host))
     }
 
-    /// Whether the engine maps the container's user ids to other ids on
-    /// the host (Docker's userns-remap, a rootless engine): then a file
-    /// given to uid 1000 here is not uid 1000's in the container.
-    pub async fn remaps_user_ids(&self) -> Result<bool> {
+    /// What `/info` says about where the engine runs: the host name of its
+    /// machine, and whether it maps the container's user ids to other ids
+    /// on the host (Docker's userns-remap, a rootless engine: then a file
+    /// given to uid 1000 here is not uid 1000's in the container).
+    pub async fn placement(&self) -> Result<Placement> {
         let info = self.docker.info().await.context("cannot ask the engine for its configuration")?;
-        Ok(remaps_user_ids(info.security_options.as_deref().unwrap_or_default()))
+        Ok(Placement {
+            host_name: info.name.unwrap_or_default(),
+            remaps_user_ids: remaps_user_ids(info.security_options.as_deref().unwrap_or_default()),
+        })
     }
 
     /// What identifies the engine's socket file (see `engines.json`);
@@ -610,6 +614,15 @@ fn split_reference(reference: &str) -> (&str, &str) {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
     }
+}
+
+/// Where an engine runs, as far as mounting this machine's files goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The host name of the engine's machine.
+    pub host_name: String,
+    /// Whether container user ids are mapped to other ids on the host.
+    pub remaps_user_ids: bool,
 }
 
 /// Owns one container. Await [`ContainerGuard::remove`] on every path.

@@ -33,6 +33,7 @@ use bollard::models::{Mount, MountType};
 use repro_run_core::hermetic;
 
 use crate::cache::{self, JsonCache};
+use crate::engine::Placement;
 use crate::pipe;
 
 /// A file put in the staged `HOME` before the container starts, and removed
@@ -176,6 +177,33 @@ fn current_ids() -> (u32, u32) {
     // effective uid and gid.
     let probe = tempfile::tempfile().and_then(|f| f.metadata());
     probe.map(|m| (m.uid(), m.gid())).unwrap_or((u32::MAX, u32::MAX))
+}
+
+/// Why what `/info` says rules mounting out, if it does: an engine on a
+/// machine of another name cannot see this one's files (and asking it to
+/// mount them would make Podman create empty directories over there), and
+/// an engine that remaps user ids would not give the files to the build
+/// user.
+pub fn placement_forbids(placement: &Placement) -> Option<String> {
+    let here = fs_err::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).ok();
+    placement_forbids_on(placement, here.as_deref())
+}
+
+fn placement_forbids_on(placement: &Placement, here: Option<&str>) -> Option<String> {
+    if placement.remaps_user_ids {
+        return Some(
+            "the engine maps user ids (userns-remap or rootless), so the staged files would not belong to the build \
+             user in the container"
+                .to_owned(),
+        );
+    }
+    match here {
+        Some(here) if !placement.host_name.is_empty() && placement.host_name != here => Some(format!(
+            "the engine runs on `{}`, and this is `{here}`: it cannot see this machine's files",
+            placement.host_name
+        )),
+        _ => None,
+    }
 }
 
 /// Cached verdicts: can the engine behind this socket (by its identity)
@@ -322,6 +350,19 @@ mod tests {
             w.finish().unwrap();
         });
         r
+    }
+
+    #[test]
+    fn an_engine_elsewhere_or_remapping_ids_is_not_asked_to_mount() {
+        let at = |name: &str, remaps| Placement { host_name: name.into(), remaps_user_ids: remaps };
+        assert_eq!(placement_forbids_on(&at("vm", false), Some("vm")), None);
+        // Nothing to compare: the probe decides.
+        assert_eq!(placement_forbids_on(&at("", false), Some("vm")), None);
+        assert_eq!(placement_forbids_on(&at("vm", false), None), None);
+        let elsewhere = placement_forbids_on(&at("build-host", false), Some("laptop")).unwrap();
+        assert!(elsewhere.contains("`build-host`") && elsewhere.contains("`laptop`"), "{elsewhere}");
+        let remaps = placement_forbids_on(&at("vm", true), Some("vm")).unwrap();
+        assert!(remaps.contains("userns-remap or rootless"), "{remaps}");
     }
 
     #[test]

@@ -453,24 +453,12 @@ source_date_epoch = 1700000000"#,
 #[ignore = "needs an engine, root and unshare"]
 fn sources_are_uploaded_when_the_engine_cannot_see_them() {
     for engine in engines() {
-        let p = Project::busybox(r#""mkdir -p out && cat input > out/copy""#, r#"outputs = ["out"]"#);
-        p.write("input", "data");
-        let cache = tempfile::tempdir().unwrap();
+        let (p, cache) = (Project::copying_input(), tempfile::tempdir().unwrap());
         let run = |how: &str| {
-            let out = std::process::Command::new("unshare")
-                .args(["--mount", "--propagation", "private", "sh", "-c"])
-                .arg(r#"mount -t tmpfs tmpfs "$REPRO_RUN_STAGE_DIR" && exec "$0" "$@""#)
-                .arg(util::bin())
-                .args(["-v", "build", "--engine", &engine, "--sources", how])
-                .env("REPRO_RUN_STAGE_DIR", p.stage_dir())
-                .env("XDG_CACHE_HOME", cache.path())
-                .current_dir(p.dir())
-                .output()
-                .expect("cannot run unshare");
-            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+            // The engine cannot see a tmpfs mounted in a private namespace.
+            let hide = r#"mount -t tmpfs tmpfs "$REPRO_RUN_STAGE_DIR""#;
+            p.build_unshared(&engine, &["--mount", "--propagation", "private"], hide, &["-v", "--sources", how], &cache)
         };
-        util::ensure_busybox(&engine);
-
         let (code, stderr) = run("auto");
         assert_eq!(code, Some(0), "on {engine}:\n{stderr}");
         assert!(stderr.contains("uploading the sources instead"), "on {engine}:\n{stderr}");
@@ -491,6 +479,31 @@ fn sources_are_uploaded_when_the_engine_cannot_see_them() {
         // refuses the mount; Podman makes the missing directories, empty.
         let files = walk_files(&p.stage_dir());
         assert!(files.is_empty(), "on {engine}, the engine's side holds {files:?}");
+    }
+}
+
+/// An engine whose `/info` names another machine is not asked to mount
+/// anything (so Podman creates nothing over there): `auto` uploads, and
+/// `--sources mount` says why. Simulated by running repro-run under another
+/// host name (a private UTS namespace).
+#[test]
+#[ignore = "needs an engine, root and unshare"]
+fn an_engine_on_another_machine_gets_an_upload() {
+    for engine in engines() {
+        let (p, cache) = (Project::copying_input(), tempfile::tempdir().unwrap());
+        let run = |how: &str| {
+            p.build_unshared(&engine, &["--uts"], "hostname repro-run-elsewhere", &["--sources", how], &cache)
+        };
+        let (code, stderr) = run("auto");
+        assert_eq!(code, Some(0), "on {engine}:\n{stderr}");
+        assert!(stderr.contains("(uploaded)"), "on {engine}:\n{stderr}");
+        assert_eq!(p.read("repro-out/out/copy"), "data");
+        let (code, stderr) = run("mount");
+        assert_eq!(code, Some(2), "on {engine}:\n{stderr}");
+        assert!(stderr.contains("and this is `repro-run-elsewhere`"), "on {engine}:\n{stderr}");
+        // Nothing was staged, and nothing was made on the engine's side.
+        p.assert_no_leftovers();
+        p.assert_no_containers(&engine);
     }
 }
 

@@ -281,15 +281,11 @@ async fn place_sources(
     };
     // `auto` asks the engine once, and remembers the answer below; `mount`
     // asks every time, because it was asked for.
-    if cannot.is_none() && (how == SourceTransfer::Mount || cached.is_none()) && engine.remaps_user_ids().await? {
-        if let Some(id) = &identity {
+    if cannot.is_none() && (how == SourceTransfer::Mount || cached.is_none()) {
+        cannot = staging::placement_forbids(&engine.placement().await?);
+        if let (Some(id), Some(_)) = (&identity, &cannot) {
             staging::remember_verdict(id, stage_base, false);
         }
-        cannot = Some(
-            "the engine maps user ids (userns-remap or rootless), so the staged files would not belong to the build \
-             user in the container"
-                .to_owned(),
-        );
     }
     if cannot.is_none() && how == SourceTransfer::Auto && cached == Some(false) {
         cannot = Some("this engine could not see this machine's files before (remembered in mounts.json)".into());

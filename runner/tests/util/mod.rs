@@ -102,6 +102,14 @@ impl Project {
         Project::new("busybox", command, build_extra)
     }
 
+    /// A busybox project whose build copies the file `input` (holding
+    /// `data`) to `out/copy`.
+    pub fn copying_input() -> Project {
+        let p = Project::busybox(r#""mkdir -p out && cat input > out/copy""#, r#"outputs = ["out"]"#);
+        p.write("input", "data");
+        p
+    }
+
     pub fn write_manifest(&self, command: &str, build_extra: &str) {
         self.write(
             "repro.toml",
@@ -143,6 +151,33 @@ impl Project {
         let stage = self.stage_dir();
         env.push(("REPRO_RUN_STAGE_DIR", stage.to_str().unwrap()));
         repro_run(self.dir.path(), &all, &env)
+    }
+
+    /// `repro-run build` on `engine` in new namespaces (`unshare` with
+    /// `flags`), after the shell command `prelude` ran there, with its own
+    /// cache directory: the exit code and stderr.
+    pub fn build_unshared(
+        &self,
+        engine: &str,
+        flags: &[&str],
+        prelude: &str,
+        args: &[&str],
+        cache: &tempfile::TempDir,
+    ) -> (Option<i32>, String) {
+        ensure_busybox(engine);
+        let out = Command::new("unshare")
+            .args(flags)
+            .args(["sh", "-c"])
+            .arg(format!(r#"{prelude} && exec "$0" "$@""#))
+            .arg(bin())
+            .args(["build", "--engine", engine])
+            .args(args)
+            .env("REPRO_RUN_STAGE_DIR", self.stage_dir())
+            .env("XDG_CACHE_HOME", cache.path())
+            .current_dir(self.dir.path())
+            .output()
+            .expect("cannot run unshare");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     /// Where this project's builds stage their sources.
