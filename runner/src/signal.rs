@@ -48,6 +48,12 @@ pub fn install() {
     });
 }
 
+/// Whether a signal asked us to stop: for long blocking work (making the
+/// source tree), which checks between files and returns [`Interrupted`].
+pub fn stop_requested() -> bool {
+    token().is_cancelled()
+}
+
 /// Runs `fut` unless a signal comes first; then `fut` is dropped (which
 /// kills child processes started with `kill_on_drop`) and the result is
 /// [`Interrupted`]. Callers remove their containers after this returns.

@@ -139,6 +139,9 @@ fn write_tree<W: Write>(
 
     let mut entries = 0;
     for (rel, kind) in paths {
+        if crate::signal::stop_requested() {
+            return Err(crate::exit::Interrupted.into());
+        }
         let abs = root.join(rel);
         let name = src.join(rel);
         match kind {
@@ -343,6 +346,9 @@ fn walk(root: &Path, exclude: &[PathBuf], patterns: &[String]) -> Result<Vec<(Pa
         .build();
     let mut out = Vec::new();
     for entry in walker {
+        if crate::signal::stop_requested() {
+            return Err(crate::exit::Interrupted.into());
+        }
         let entry = entry.with_context(|| format!("cannot read the project directory {}", root.display()))?;
         if entry.depth() == 0 {
             continue;

@@ -225,6 +225,34 @@ fn sigint_mid_build_removes_the_container() {
     }
 }
 
+/// SIGINT while the sources are being staged (a 10,000-file tree) stops at
+/// once or soon after, removes whatever was staged and any container, and
+/// exits 130.
+#[test]
+#[ignore = "needs an engine"]
+fn sigint_while_staging_cleans_up() {
+    for engine in engines() {
+        let p = Project::busybox(r#""sleep 30""#, r#"outputs = ["out"]"#);
+        for d in 0..100 {
+            for f in 0..100 {
+                p.write(&format!("tree/d{d:02}/f{f:02}"), "x");
+            }
+        }
+        let mut child = p.spawn_build(&engine);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_dir(p.stage_dir()).unwrap().next().is_none() {
+            assert!(Instant::now() < deadline, "staging never began");
+            assert!(child.try_wait().unwrap().is_none(), "repro-run exited before staging");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        util::sigint(&child);
+        let status = util::wait_timeout(&mut child, Duration::from_secs(60)).expect("repro-run did not stop");
+        assert_eq!(status.code(), Some(130), "on {engine}");
+        p.assert_no_containers(&engine);
+        p.assert_no_leftovers();
+    }
+}
+
 /// A name that is neither a recipe nor an image: exit 2 and what to do.
 #[test]
 #[ignore = "needs an engine"]
