@@ -473,6 +473,26 @@ source_date_epoch = 1700000000"#,
     }
 }
 
+/// A stage directory inside the project is left out of the sources: two
+/// builds give one source digest, and the build does not see it.
+#[test]
+#[ignore = "needs an engine"]
+fn a_stage_directory_inside_the_project_is_not_a_source() {
+    for engine in engines() {
+        let p = Project::busybox(r#""ls -A > /tmp/ls && mkdir -p out && mv /tmp/ls out/ls""#, r#"outputs = ["out"]"#);
+        p.write("a.txt", "a");
+        let mut digests = Vec::new();
+        for _ in 0..2 {
+            p.build_with(&engine, &["--stage-dir", ".stage"], &[]).assert_exit(0);
+            let record: serde_json::Value = serde_json::from_str(&p.read("repro-out.json")).unwrap();
+            digests.push(record["source_digest"].clone());
+            assert_eq!(p.read("repro-out/out/ls"), "a.txt\nrepro.toml\n", "on {engine}");
+        }
+        assert_eq!(digests[0], digests[1], "on {engine}");
+        assert_eq!(std::fs::read_dir(p.path(".stage")).unwrap().count(), 0, "staged sources left on {engine}");
+    }
+}
+
 /// An engine that cannot see the staged files (as when it runs on another
 /// machine; simulated here by staging under a tmpfs that only a private
 /// mount namespace sees): `--sources mount` says so and what to do, and

@@ -66,9 +66,14 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let toolchain = prepare::toolchain_image(&engine, &base, &plan.packages, printer).await?;
     let prepare_ms = ms(started);
 
+    let stage_base = match args.stage_dir {
+        Some(dir) => abs(&dir)?,
+        None => abs(&StageDir::default_base()?)?,
+    };
     let sources = Sources {
         dir: source_dir,
-        exclude: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?],
+        // A stage directory inside the project is not a source either.
+        exclude: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?, stage_base.clone()],
         patterns: project.manifest.source.exclude.clone(),
         source_date_epoch: sde,
         owner: project.manifest.build.user,
@@ -76,10 +81,6 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
 
     let labels = HashMap::from([(LABEL_PROJECT.to_owned(), project.dir.display().to_string())]);
     let body = container_body(&plan, &toolchain);
-    let stage_base = match args.stage_dir {
-        Some(dir) => abs(&dir)?,
-        None => StageDir::default_base()?,
-    };
     let placed = place_sources(&engine, args.sources, &stage_base, &sources, body, labels).await?;
     printer.status(format!(
         "sources: {} entries, {} ({})",
