@@ -308,44 +308,15 @@ async fn place_sources(
         .context("the staging task panicked")??;
     let source_ms = ms(t);
 
-    stage.place_probe()?;
-    let mut mounted = body.clone();
-    if let Some(hc) = mounted.host_config.as_mut() {
-        hc.mounts = Some(stage.mounts());
-    }
-    let why = match engine.create(mounted, labels.clone()).await {
+    let why = match create_mounted(engine, &stage, body.clone(), labels.clone(), sources.source_date_epoch).await? {
         Ok(guard) => {
-            let probe = format!("{}/{}", hermetic::HOME, staging::PROBE);
-            let seen = engine.path_exists(guard.id(), &probe).await;
-            let ready = match seen {
-                Ok(true) => stage.clear_probe(sources.source_date_epoch).map(|()| true),
-                Ok(false) => Ok(false),
-                Err(e) => Err(e),
-            };
-            match ready {
-                Ok(true) => {
-                    if let Some(id) = &identity {
-                        if staging::cached_verdict(id, stage_base) != Some(true) {
-                            staging::remember_verdict(id, stage_base, true);
-                        }
-                    }
-                    let way = Way::Mounted(stage);
-                    return Ok(Placed { guard, digest: staged.digest, entries: staged.entries, source_ms, way });
-                }
-                Ok(false) => {
-                    guard.remove().await;
-                    format!("the container does not see {}", stage.path().display())
-                }
-                Err(e) => {
-                    guard.remove().await;
-                    return Err(e);
-                }
+            if let (Some(id), false) = (&identity, cached == Some(true)) {
+                staging::remember_verdict(id, stage_base, true);
             }
+            let way = Way::Mounted(stage);
+            return Ok(Placed { guard, digest: staged.digest, entries: staged.entries, source_ms, way });
         }
-        // A refused bind mount (Docker checks that the source exists where
-        // it runs); any other refusal is not about the mount.
-        Err(e) if format!("{e:#}").contains("mount") => format!("{e:#}"),
-        Err(e) => return Err(e),
+        Err(why) => why,
     };
     if let Some(id) = &identity {
         staging::remember_verdict(id, stage_base, false);
@@ -356,6 +327,46 @@ async fn place_sources(
     }
     tracing::info!("the engine cannot mount this machine's files ({why}); uploading the sources instead");
     upload_sources(engine, sources, body, labels).await
+}
+
+/// Creates the build container with the staged tree mounted, and checks
+/// that the engine sees it: `Ok(Err(why))` when it does not (the container
+/// is removed then).
+async fn create_mounted(
+    engine: &Engine,
+    stage: &StageDir,
+    body: ContainerCreateBody,
+    labels: HashMap<String, String>,
+    source_date_epoch: u64,
+) -> Result<Result<ContainerGuard, String>> {
+    stage.place_probe()?;
+    let mut body = body;
+    if let Some(hc) = body.host_config.as_mut() {
+        hc.mounts = Some(stage.mounts());
+    }
+    let guard = match engine.create(body, labels).await {
+        Ok(guard) => guard,
+        // A refused bind mount (Docker checks that the source exists where
+        // it runs); any other refusal is not about the mount.
+        Err(e) if format!("{e:#}").contains("mount") => return Ok(Err(format!("{e:#}"))),
+        Err(e) => return Err(e),
+    };
+    let probe = format!("{}/{}", hermetic::HOME, staging::PROBE);
+    let ready = match engine.path_exists(guard.id(), &probe).await {
+        Ok(true) => stage.clear_probe(source_date_epoch).map(|()| true),
+        other => other,
+    };
+    match ready {
+        Ok(true) => Ok(Ok(guard)),
+        Ok(false) => {
+            guard.remove().await;
+            Ok(Err(format!("the container does not see {}", stage.path().display())))
+        }
+        Err(e) => {
+            guard.remove().await;
+            Err(e)
+        }
+    }
 }
 
 async fn upload_sources(
