@@ -143,24 +143,45 @@ pub struct ContentHashes {
     pub sha256: String,
 }
 
+/// blake3 and sha256 of content that arrives in pieces.
+#[derive(Clone, Default)]
+pub struct ContentHasher {
+    b3: blake3::Hasher,
+    s2: sha2::Sha256,
+    size: u64,
+}
+
+impl ContentHasher {
+    /// Adds the next piece.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.b3.update(piece);
+        self.s2.update(piece);
+        self.size += piece.len() as u64;
+    }
+
+    /// The hashes of everything added.
+    pub fn finish(self) -> ContentHashes {
+        ContentHashes {
+            size: self.size,
+            blake3: self.b3.finalize().to_hex().to_string(),
+            sha256: hex::encode(self.s2.finalize()),
+        }
+    }
+}
+
 /// Hashes everything `reader` yields with blake3 and sha256 in one pass.
 pub fn hash_content(mut reader: impl Read) -> io::Result<ContentHashes> {
-    let mut b3 = blake3::Hasher::new();
-    let mut s2 = sha2::Sha256::new();
+    let mut h = ContentHasher::default();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
     loop {
-        let n = match reader.read(&mut buf) {
+        match reader.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(n) => h.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
-        };
-        b3.update(&buf[..n]);
-        s2.update(&buf[..n]);
-        size += n as u64;
+        }
     }
-    Ok(ContentHashes { size, blake3: b3.finalize().to_hex().to_string(), sha256: hex::encode(s2.finalize()) })
+    Ok(h.finish())
 }
 
 impl BuildRecord {

@@ -9,13 +9,13 @@
 //! leaves half an output where a good one stood.
 
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use repro_run_core::record::{hash_content, text_and_bytes, Artifact};
+use repro_run_core::record::{hash_content, text_and_bytes, Artifact, ContentHasher, ContentHashes};
 
 /// What one output's extraction did.
 #[derive(Debug, Default)]
@@ -24,7 +24,20 @@ pub struct Extracted {
     pub warnings: Vec<String>,
     /// Entries written.
     pub entries: usize,
+    /// The hashes of the regular files written, by path relative to the
+    /// staging directory, made while they were written (see [`hash_tree`]).
+    pub hashes: Vec<(PathBuf, ContentHashes)>,
 }
+
+/// What the extraction tells the hashing thread, in order.
+enum Hashing {
+    File(PathBuf),
+    Piece(Vec<u8>),
+    End,
+}
+
+/// Bytes read from the tar at a time, for a file's content.
+const PIECE: u64 = 256 * 1024;
 
 /// An output as declared: a path, or a glob with the directory to fetch.
 pub struct OutputSpec {
@@ -54,6 +67,40 @@ impl OutputSpec {
 /// the fetched path's last component is the top entry) into `staging`,
 /// under the output's own path relative to `/src`.
 pub fn extract(reader: impl Read, staging: &Path, spec: &OutputSpec) -> Result<Extracted> {
+    // File contents are hashed on a second thread while they are written,
+    // so that collecting a large output does not read it back for that.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Hashing>(16);
+    std::thread::scope(|s| {
+        let hasher = s.spawn(move || {
+            let mut done = Vec::new();
+            let mut current: Option<(PathBuf, ContentHasher)> = None;
+            for msg in rx {
+                match msg {
+                    Hashing::File(rel) => current = Some((rel, ContentHasher::default())),
+                    Hashing::Piece(piece) => {
+                        if let Some((_, h)) = current.as_mut() {
+                            h.update(&piece);
+                        }
+                    }
+                    Hashing::End => done.extend(current.take().map(|(rel, h)| (rel, h.finish()))),
+                }
+            }
+            done
+        });
+        let extracted = extract_hashing(reader, staging, spec, &tx);
+        drop(tx);
+        let hashes = hasher.join().map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+        extracted.map(|done| Extracted { hashes, ..done })
+    })
+}
+
+fn extract_hashing(
+    reader: impl Read,
+    staging: &Path,
+    spec: &OutputSpec,
+    hashing: &std::sync::mpsc::SyncSender<Hashing>,
+) -> Result<Extracted> {
+    let stopped = || anyhow::anyhow!("the hashing thread stopped");
     let mut done = Extracted::default();
     let warnings = &mut done.warnings;
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
@@ -106,7 +153,17 @@ pub fn extract(reader: impl Read, staging: &Path, spec: &OutputSpec) -> Result<E
                 }
                 remove_existing(&dest)?;
                 let mut f = fs_err::OpenOptions::new().write(true).create_new(true).open(&dest)?;
-                std::io::copy(&mut entry, &mut f).with_context(|| format!("cannot write {}", dest.display()))?;
+                hashing.send(Hashing::File(rel.clone())).map_err(|_| stopped())?;
+                loop {
+                    let mut piece = Vec::with_capacity(PIECE as usize);
+                    (&mut entry).take(PIECE).read_to_end(&mut piece).context("cannot read the output tar")?;
+                    if piece.is_empty() {
+                        break;
+                    }
+                    f.write_all(&piece).with_context(|| format!("cannot write {}", dest.display()))?;
+                    hashing.send(Hashing::Piece(piece)).map_err(|_| stopped())?;
+                }
+                hashing.send(Hashing::End).map_err(|_| stopped())?;
                 f.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
             }
             tar::EntryType::Symlink => {
@@ -195,8 +252,10 @@ fn remove_existing(path: &Path) -> Result<()> {
     }
 }
 
-/// Hashes every file and link under `dir`, sorted by path bytes.
-pub fn hash_tree(dir: &Path) -> Result<Vec<Artifact>> {
+/// Hashes every file and link under `dir`, sorted by path bytes. A file
+/// whose hashes were made as it was written (`known`, by path relative to
+/// `dir`) and whose size still matches is not read again.
+pub fn hash_tree(dir: &Path, known: &std::collections::HashMap<PathBuf, ContentHashes>) -> Result<Vec<Artifact>> {
     // Sorted by the raw path bytes, which the record's text may not show.
     let mut out: Vec<(Vec<u8>, Artifact)> = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -227,7 +286,11 @@ pub fn hash_tree(dir: &Path) -> Result<Vec<Artifact>> {
                 };
                 out.push((rel, artifact));
             } else {
-                let h = hash_content(fs_err::File::open(&path)?)?;
+                let rel_path = Path::new(std::ffi::OsStr::from_bytes(&rel));
+                let h = match known.get(rel_path).filter(|h| h.size == meta.len()) {
+                    Some(h) => h.clone(),
+                    None => hash_content(fs_err::File::open(&path)?)?,
+                };
                 let artifact = Artifact {
                     path: path_text,
                     path_bytes,
@@ -309,7 +372,7 @@ mod tests {
         assert_eq!(fs_err::metadata(&hello).unwrap().permissions().mode() & 0o7777, 0o755);
         assert_eq!(fs_err::read_link(staging.path().join("out/bin/link")).unwrap(), Path::new("/etc/passwd"));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        let arts = hash_tree(staging.path()).unwrap();
+        let arts = hash_tree(staging.path(), &Default::default()).unwrap();
         let paths: Vec<&str> = arts.iter().map(|a| a.path.as_str()).collect();
         assert_eq!(paths, ["out/bin/hello", "out/bin/link"]);
         // The link's target was hashed as text, never read.
@@ -317,11 +380,36 @@ mod tests {
         assert_eq!(arts[1].link.as_deref(), Some("/etc/passwd"));
     }
 
+    #[test]
+    fn files_are_hashed_as_they_are_written_and_not_read_again() {
+        let staging = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..(PIECE as usize * 3 + 7)).map(|i| (i % 251) as u8).collect();
+        let t = tar_of(&[
+            ("out/", tar::EntryType::Directory, b"", 0o755),
+            ("out/big", tar::EntryType::Regular, &big, 0o644),
+            ("out/empty", tar::EntryType::Regular, b"", 0o644),
+        ]);
+        let done = extract(&t[..], staging.path(), &OutputSpec::new("out").unwrap()).unwrap();
+        let known: std::collections::HashMap<_, _> = done.hashes.into_iter().collect();
+        assert_eq!(known[Path::new("out/big")], hash_content(&big[..]).unwrap());
+        assert_eq!(known[Path::new("out/empty")], hash_content(&b""[..]).unwrap());
+        let arts = hash_tree(staging.path(), &known).unwrap();
+        assert_eq!(arts[0].blake3, blake3::hash(&big).to_hex().as_str());
+
+        // A known hash is taken as it is when the size matches (the file is
+        // not read again), and ignored when it does not.
+        let mut fake = known.clone();
+        fake.get_mut(Path::new("out/big")).unwrap().blake3 = "not read again".into();
+        assert_eq!(hash_tree(staging.path(), &fake).unwrap()[0].blake3, "not read again");
+        fake.get_mut(Path::new("out/big")).unwrap().size += 1;
+        assert_eq!(hash_tree(staging.path(), &fake).unwrap()[0].blake3, blake3::hash(&big).to_hex().as_str());
+    }
+
     /// Extracts `entries` for `output`: entries written, and the artifact paths.
     fn extracted(output: &str, entries: &[(&str, tar::EntryType, &[u8], u32)]) -> (usize, Vec<String>) {
         let staging = tempfile::tempdir().unwrap();
         let done = extract(&tar_of(entries)[..], staging.path(), &OutputSpec::new(output).unwrap()).unwrap();
-        (done.entries, hash_tree(staging.path()).unwrap().into_iter().map(|a| a.path).collect())
+        (done.entries, hash_tree(staging.path(), &Default::default()).unwrap().into_iter().map(|a| a.path).collect())
     }
 
     #[test]

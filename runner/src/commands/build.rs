@@ -140,9 +140,10 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
 
     let collect_started = Instant::now();
     let staging_path = out_staging.path().to_owned();
+    let known = outcome.hashes;
     let (artifacts, artifacts_digest) = tokio::task::spawn_blocking(move || -> Result<_> {
         let t = Instant::now();
-        let artifacts = outputs::hash_tree(&staging_path)?;
+        let artifacts = outputs::hash_tree(&staging_path, &known)?;
         tracing::debug!("artifacts hashed in {} ms", ms(t));
         let t = Instant::now();
         let d = digest::digest_dir(&staging_path, TreeKind::Artifacts)?;
@@ -463,6 +464,8 @@ impl BuildLog {
 struct Outcome {
     exit_code: i64,
     warnings: Vec<String>,
+    /// Hashes made while the outputs were written.
+    hashes: HashMap<PathBuf, repro_run_core::record::ContentHashes>,
     upload_ms: u64,
     run_ms: u64,
     collect_ms: u64,
@@ -512,7 +515,8 @@ async fn run_in_container(
         }
     }
     let run_ms = ms(t);
-    let mut outcome = Outcome { exit_code, warnings: Vec::new(), upload_ms, run_ms, collect_ms: 0 };
+    let mut outcome =
+        Outcome { exit_code, warnings: Vec::new(), hashes: HashMap::new(), upload_ms, run_ms, collect_ms: 0 };
     if exit_code != 0 {
         return Ok(outcome);
     }
@@ -562,6 +566,7 @@ async fn run_in_container(
             .into());
         }
         outcome.warnings.extend(done.warnings);
+        outcome.hashes.extend(done.hashes);
     }
     outcome.collect_ms = ms(t);
     Ok(outcome)
