@@ -9,13 +9,14 @@
 //! with the same owners, modes and mtimes, and the record gets the same
 //! source digest; only the way in differs.
 //!
-//! Whether the engine sees this machine's files is not assumed: the
-//! container is created with the mounts and the engine is asked for a file
-//! that only the staged directory holds ([`PROBE`]). A Docker engine
-//! elsewhere refuses the mount; Podman creates the missing directory on its
-//! own machine and then lacks the file. Either way the build falls back to
-//! an upload (with `--sources auto`), and the answer is cached per engine
-//! socket, so that a remote engine is not asked again.
+//! Whether the engine sees this machine's files is not assumed. Its `/info`
+//! must name this host and no user-id remapping ([`placement_forbids`]);
+//! then the container is created with the mounts and the engine is asked
+//! for a file that only the staged directory holds ([`PROBE`]). A Docker
+//! engine elsewhere refuses the mount; Podman creates the missing directory
+//! on its own machine and then lacks the file. Either way the build falls
+//! back to an upload (with `--sources auto`), and the answer is cached per
+//! engine socket and stage directory, so that an engine is asked once.
 //!
 //! The staging directory is owned by a [`StageDir`]: removed on every path,
 //! a failure to remove logged with the path, never hidden. Outputs are read
