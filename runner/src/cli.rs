@@ -144,7 +144,7 @@ pub enum ImageCommand {
     /// RECIPE is a built-in recipe (`busybox`, `debian-bookworm`) or a
     /// directory holding an executable `build-rootfs OUT.tar`. The rootfs is
     /// imported through the engine's import API and tagged
-    /// repro-run/<name>:latest unless --tag says otherwise. Prints
+    /// repro-run/NAME:latest unless --tag says otherwise. Prints
     /// `<digest>  <tag>` on stdout.
     Build {
         /// A built-in recipe name or a recipe directory.
