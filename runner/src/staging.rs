@@ -246,9 +246,12 @@ pub fn local_output(src: &Path, fetch: &str) -> Option<std::io::Result<pipe::Rea
     std::thread::spawn(move || {
         let mut tar = tar::Builder::new(writer);
         let written = append_tree(&mut tar, &path, &top).and_then(|()| tar.into_inner()).and_then(|w| w.finish());
-        if let Err(err) = written {
-            // The reader sees a truncated tar and reports it.
-            tracing::warn!("cannot read the output {}: {err}", path.display());
+        match written {
+            Ok(()) => {}
+            // The extraction stopped first, and reports why.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+            // The extraction sees a truncated tar; this says what broke it.
+            Err(err) => tracing::warn!("cannot read the output {}: {err}", path.display()),
         }
     });
     Some(Ok(reader))
