@@ -274,22 +274,17 @@ impl Engine {
     ///
     /// The kind and version are the engine's live answer. On a unix socket
     /// they come from the `Server` header of a `/_ping` (under a
-    /// millisecond); the architecture and kernel then come from what
-    /// `/version` said earlier for the same socket file, when it named the
-    /// same engine and version (a reboot, the only way to a new kernel,
-    /// makes a new socket file). Otherwise this asks `/version`, which
-    /// Podman takes a quarter second to answer, so a build asks while it
-    /// does other work.
+    /// millisecond); the architecture and kernel then come from the facts
+    /// this connection began with (`/version` now, or earlier for the same
+    /// socket file), when those name the same engine and version (a reboot,
+    /// the only way to a new kernel, makes a new socket file). Otherwise
+    /// this asks `/version`, which Podman takes a quarter second to answer,
+    /// so a build asks while it does other work.
     pub async fn ask_facts(&self) -> Result<(EngineFacts, HostFacts)> {
-        let api_version = self.docker.client_version().to_string();
-        let identity = socket_identity(&self.endpoint);
-        let cache = JsonCache::<CachedEngine>::open("engines.json");
-        if let (Some(id), Some(path)) = (&identity, self.endpoint.strip_prefix("unix://")) {
-            if let (Some(live), Some(cached)) = (ping_server(path).await, cache.get(id)) {
-                if live == (cached.facts.kind, cached.facts.version.clone(), cached.host.os.clone()) {
-                    let (kind, version, _) = live;
-                    return Ok((EngineFacts { kind, version, api_version }, cached.host));
-                }
+        if let Some(path) = self.endpoint.strip_prefix("unix://") {
+            let known = (self.facts.kind, self.facts.version.clone(), self.host.os.clone());
+            if ping_server(path).await.is_some_and(|live| live == known) {
+                return Ok((self.facts.clone(), self.host.clone()));
             }
         }
         let v = tokio::time::timeout(Duration::from_secs(30), self.docker.version())
@@ -297,8 +292,9 @@ impl Engine {
             .map_err(|_| EngineError("the engine did not say its version within 30 s".into()))?
             .context("cannot ask the engine for its version")?;
         let (facts, host) = facts_of(&v, &self.docker);
-        if let Some(id) = identity {
-            cache.put(&id, CachedEngine { facts: facts.clone(), host: host.clone() });
+        if let Some(id) = socket_identity(&self.endpoint) {
+            JsonCache::<CachedEngine>::open("engines.json")
+                .put(&id, CachedEngine { facts: facts.clone(), host: host.clone() });
         }
         Ok((facts, host))
     }

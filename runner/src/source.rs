@@ -36,20 +36,25 @@ pub struct SourceTar {
 }
 
 /// What goes into the source tar, and how it is stamped.
-pub struct SourceOptions<'a> {
-    /// Absolute paths left out (the output directory, the record, the log).
-    pub exclude_paths: &'a [PathBuf],
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// The project directory whose files go in.
+    pub root: PathBuf,
+    /// Absolute paths left out (the output directory, the record, the log,
+    /// the stage directory).
+    pub exclude_paths: Vec<PathBuf>,
     /// gitignore-style patterns left out (`[source] exclude`).
-    pub exclude_patterns: &'a [String],
+    pub exclude_patterns: Vec<String>,
     /// The mtime of every entry.
     pub source_date_epoch: u64,
     /// Owner of every entry under `src/` and of `HOME`.
     pub owner: (u32, u32),
 }
 
-/// Builds the normalised tar of `root` in a temporary file, for an upload.
-pub fn build(root: &Path, opts: &SourceOptions<'_>) -> Result<SourceTar> {
-    let root = fs_err::canonicalize(root)?;
+/// Builds the normalised tar of the sources in a temporary file, for an
+/// upload.
+pub fn build(opts: &SourceOptions) -> Result<SourceTar> {
+    let root = fs_err::canonicalize(&opts.root)?;
     let paths = sorted_walk(&root, opts)?;
     let mut file = tempfile::Builder::new()
         .prefix("repro-run-src-")
@@ -75,13 +80,13 @@ pub struct Staged {
     pub entries: usize,
 }
 
-/// Writes the normalised tree of `root` into the empty directory `dest`,
+/// Writes the normalised tree of the sources into the empty directory `dest`,
 /// as `dest/src` and `dest/home/build`, with the owners, modes and mtimes
 /// the tar would give them. The tar itself is still made, in memory: this
 /// thread reads each file once and hands its bytes both to a thread that
 /// digests the tar and to a thread that writes the staged files.
-pub fn stage(root: &Path, opts: &SourceOptions<'_>, dest: &Path) -> Result<Staged> {
-    let root = fs_err::canonicalize(root)?;
+pub fn stage(opts: &SourceOptions, dest: &Path) -> Result<Staged> {
+    let root = fs_err::canonicalize(&opts.root)?;
     let paths = sorted_walk(&root, opts)?;
     let (writer, reader) = pipe::pipe();
     let (ops, todo) = std::sync::mpsc::sync_channel::<Op>(64);
@@ -102,8 +107,8 @@ pub fn stage(root: &Path, opts: &SourceOptions<'_>, dest: &Path) -> Result<Stage
     })
 }
 
-fn sorted_walk(root: &Path, opts: &SourceOptions<'_>) -> Result<Vec<(PathBuf, Kind)>> {
-    let mut paths = walk(root, opts.exclude_paths, opts.exclude_patterns)?;
+fn sorted_walk(root: &Path, opts: &SourceOptions) -> Result<Vec<(PathBuf, Kind)>> {
+    let mut paths = walk(root, &opts.exclude_paths, &opts.exclude_patterns)?;
     paths.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
     Ok(paths)
 }
@@ -113,7 +118,7 @@ fn sorted_walk(root: &Path, opts: &SourceOptions<'_>) -> Result<Vec<(PathBuf, Ki
 fn write_tree<W: Write>(
     root: &Path,
     paths: &[(PathBuf, Kind)],
-    opts: &SourceOptions<'_>,
+    opts: &SourceOptions,
     out: W,
     stage: Option<SyncSender<Op>>,
 ) -> Result<(W, usize)> {
@@ -217,7 +222,7 @@ struct Stager {
 }
 
 impl Stager {
-    fn new(dir: &Path, opts: &SourceOptions<'_>) -> Stager {
+    fn new(dir: &Path, opts: &SourceOptions) -> Stager {
         Stager {
             dir: dir.to_owned(),
             owner: opts.owner,
@@ -297,9 +302,14 @@ impl Stager {
 /// The umask, from `/proc/self/status` (reading it through `umask(2)` would
 /// mean setting it).
 fn current_umask() -> Option<u32> {
+    u32::from_str_radix(&own_status("Umask")?, 8).ok()
+}
+
+/// The value of `key` in `/proc/self/status`, trimmed.
+pub(crate) fn own_status(key: &str) -> Option<String> {
     let status = fs_err::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-    u32::from_str_radix(line.trim(), 8).ok()
+    let value = status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    Some(value.trim().to_owned())
 }
 
 /// Reads `from`, sending a copy of what it reads to the staging thread.
@@ -464,12 +474,13 @@ mod tests {
         let excluded = [canon.join("repro-out")];
         let patterns = ["*.log".to_owned()];
         let opts = SourceOptions {
-            exclude_paths: &excluded,
-            exclude_patterns: &patterns,
+            root: p.to_owned(),
+            exclude_paths: excluded.to_vec(),
+            exclude_patterns: patterns.to_vec(),
             source_date_epoch: 1234,
             owner: (1000, 1000),
         };
-        let tar = build(p, &opts).unwrap();
+        let tar = build(&opts).unwrap();
         insta::assert_snapshot!(listing(&tar).join("\n"), @r"
         home 755 0:0 1234
         home/build 755 1000:1000 1234
@@ -482,7 +493,7 @@ mod tests {
         ");
         assert_eq!(tar.entries, 5);
         // The same tree gives the same digest.
-        assert_eq!(tar.digest, build(p, &opts).unwrap().digest);
+        assert_eq!(tar.digest, build(&opts).unwrap().digest);
     }
 
     #[test]
@@ -508,14 +519,15 @@ mod tests {
         // The owner is this process's own, so that the test needs no root.
         let me = tempfile::tempfile().unwrap().metadata().unwrap();
         let opts = SourceOptions {
-            exclude_paths: &[],
-            exclude_patterns: &[],
+            root: p.to_owned(),
+            exclude_paths: Vec::new(),
+            exclude_patterns: Vec::new(),
             source_date_epoch: 1_700_000_000,
             owner: (me.uid(), me.gid()),
         };
-        let tar = build(p, &opts).unwrap();
+        let tar = build(&opts).unwrap();
         let dest = tempfile::tempdir().unwrap();
-        let staged = stage(p, &opts, dest.path()).unwrap();
+        let staged = stage(&opts, dest.path()).unwrap();
         assert_eq!(staged.digest, tar.digest);
         assert_eq!(staged.entries, tar.entries);
         // What is on disk is what the tar holds.

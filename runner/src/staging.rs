@@ -174,10 +174,10 @@ pub fn unmountable_because(endpoint: &str, owner: (u32, u32)) -> Option<String> 
 }
 
 fn current_ids() -> (u32, u32) {
-    // The owner of a file this process creates is the process's own
-    // effective uid and gid.
-    let probe = tempfile::tempfile().and_then(|f| f.metadata());
-    probe.map(|m| (m.uid(), m.gid())).unwrap_or((u32::MAX, u32::MAX))
+    // The owner of a file this process creates: its filesystem uid and gid,
+    // the last of the four ids on the `Uid:` and `Gid:` lines.
+    let fs_id = |key| crate::source::own_status(key)?.split_whitespace().nth(3)?.parse().ok();
+    (fs_id("Uid").unwrap_or(u32::MAX), fs_id("Gid").unwrap_or(u32::MAX))
 }
 
 /// Why what `/info` says rules mounting out, if it does: an engine on a
@@ -354,6 +354,12 @@ mod tests {
             w.finish().unwrap();
         });
         r
+    }
+
+    #[test]
+    fn the_ids_read_from_proc_are_those_a_new_file_gets() {
+        let made = tempfile::tempfile().unwrap().metadata().unwrap();
+        assert_eq!(current_ids(), (made.uid(), made.gid()));
     }
 
     #[test]

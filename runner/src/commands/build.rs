@@ -17,6 +17,7 @@ use crate::engine::{ContainerGuard, Engine, LABEL_PROJECT};
 use crate::exit::{BuildFailed, Exit};
 use crate::prepare::{self, Tail};
 use crate::printer::Printer;
+use crate::source::SourceOptions;
 use crate::staging::{self, StageDir};
 use crate::{images, outputs, profiles, signal, source};
 
@@ -70,11 +71,11 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         Some(dir) => abs(&dir)?,
         None => abs(&StageDir::default_base()?)?,
     };
-    let sources = Sources {
-        dir: source_dir,
+    let sources = SourceOptions {
+        root: source_dir,
         // A stage directory inside the project is not a source either.
-        exclude: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?, stage_base.clone()],
-        patterns: project.manifest.source.exclude.clone(),
+        exclude_paths: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?, stage_base.clone()],
+        exclude_patterns: project.manifest.source.exclude.clone(),
         source_date_epoch: sde,
         owner: project.manifest.build.user,
     };
@@ -224,27 +225,6 @@ fn load_project(path: &Path) -> Result<Project> {
     Ok(Project { manifest, profile, dir })
 }
 
-/// The project's files and how they are stamped.
-#[derive(Clone)]
-struct Sources {
-    dir: PathBuf,
-    exclude: Vec<PathBuf>,
-    patterns: Vec<String>,
-    source_date_epoch: u64,
-    owner: (u32, u32),
-}
-
-impl Sources {
-    fn options(&self) -> source::SourceOptions<'_> {
-        source::SourceOptions {
-            exclude_paths: &self.exclude,
-            exclude_patterns: &self.patterns,
-            source_date_epoch: self.source_date_epoch,
-            owner: self.owner,
-        }
-    }
-}
-
 /// The build container, created, with the sources on their way in.
 struct Placed {
     guard: ContainerGuard,
@@ -270,7 +250,7 @@ async fn place_sources(
     engine: &Engine,
     how: SourceTransfer,
     stage_base: &Path,
-    sources: &Sources,
+    sources: &SourceOptions,
     body: ContainerCreateBody,
     labels: HashMap<String, String>,
 ) -> Result<Placed> {
@@ -304,9 +284,8 @@ async fn place_sources(
     let stage = StageDir::new(stage_base)?;
     let dest = stage.path().to_owned();
     let s = sources.clone();
-    let staged = tokio::task::spawn_blocking(move || source::stage(&s.dir, &s.options(), &dest))
-        .await
-        .context("the staging task panicked")??;
+    let staged =
+        tokio::task::spawn_blocking(move || source::stage(&s, &dest)).await.context("the staging task panicked")??;
     let source_ms = ms(t);
 
     let why = match create_mounted(engine, &stage, body.clone(), labels.clone(), sources.source_date_epoch).await? {
@@ -372,15 +351,14 @@ async fn create_mounted(
 
 async fn upload_sources(
     engine: &Engine,
-    sources: &Sources,
+    sources: &SourceOptions,
     body: ContainerCreateBody,
     labels: HashMap<String, String>,
 ) -> Result<Placed> {
     let t = Instant::now();
     let s = sources.clone();
-    let tar = tokio::task::spawn_blocking(move || source::build(&s.dir, &s.options()))
-        .await
-        .context("the source tar task panicked")??;
+    let tar =
+        tokio::task::spawn_blocking(move || source::build(&s)).await.context("the source tar task panicked")??;
     let source_ms = ms(t);
     let guard = engine.create(body, labels).await?;
     Ok(Placed { guard, digest: tar.digest, entries: tar.entries, source_ms, way: Way::Uploaded(tar) })
