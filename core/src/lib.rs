@@ -12,6 +12,7 @@
 //!   directories, and the [`digest::Digest`] type (`blake3:<hex>`).
 //! - [`record`]: the build record (what a build produced), as JSON.
 //! - [`engine`]: engine kinds, as a closed set.
+//! - [`size`]: byte sizes as people write them (`512m`, `2g`).
 //!
 //! Everything that talks to an engine lives in the `repro-run` crate
 //! (`runner/`): keeping this crate pure lets it be tested with fixed vectors
@@ -23,5 +24,6 @@ pub mod hermetic;
 pub mod manifest;
 pub mod profile;
 pub mod record;
+pub mod size;
 
 mod span;

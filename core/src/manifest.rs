@@ -532,21 +532,11 @@ fn parse_duration(v: &toml::Value) -> Option<u64> {
     }
 }
 
-/// `1048576`, `"512m"`, `"4g"`, `"64k"` → bytes.
+/// `1048576`, `"512m"`, `"4g"`, `"64k"` → bytes (see [`crate::size`]).
 fn parse_bytes(v: &toml::Value) -> Option<u64> {
     match v {
         toml::Value::Integer(i) => u64::try_from(*i).ok(),
-        toml::Value::String(s) => {
-            let s = s.trim().to_ascii_lowercase();
-            let s = s.strip_suffix('b').unwrap_or(&s);
-            let (num, mult) = match s.char_indices().last()? {
-                (i, 'k') => (&s[..i], 1u64 << 10),
-                (i, 'm') => (&s[..i], 1 << 20),
-                (i, 'g') => (&s[..i], 1 << 30),
-                _ => (s, 1),
-            };
-            num.trim().parse::<u64>().ok()?.checked_mul(mult)
-        }
+        toml::Value::String(s) => s.parse::<crate::size::ByteSize>().ok().map(|b| b.0),
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use repro_run_core::size::ByteSize;
 
 use crate::engine::EngineSelector;
 
@@ -115,14 +116,28 @@ pub struct BuildArgs {
     pub sources: SourceTransfer,
 
     /// Where mounted sources are staged (a private directory per build,
-    /// removed when it ends). Default: builds/ in repro-run's cache
-    /// directory (XDG_CACHE_HOME/repro-run, else ~/.cache/repro-run).
+    /// removed when it ends, and the kept trees of --source-cache).
+    /// Default: builds/ in repro-run's cache directory
+    /// (XDG_CACHE_HOME/repro-run, else ~/.cache/repro-run).
     ///
     /// The build's own writes under /src and HOME land here too. A tmpfs
     /// such as /dev/shm is the fastest choice, but then those writes live
     /// in memory (and count against a memory limit) until the build ends.
     #[arg(long, value_name = "DIR", env = "REPRO_RUN_STAGE_DIR")]
     pub stage_dir: Option<PathBuf>,
+
+    /// How much of the stage directory keeps source trees between builds
+    /// (0 keeps none).
+    ///
+    /// When repro-run can mount an overlay (root, with CAP_SYS_ADMIN), a
+    /// staged tree stays in trees/ in the stage directory, named by its
+    /// digest, and each build sees it through an overlay that takes the
+    /// build's writes: a rebuild of unchanged sources (a second build to
+    /// compare, a CI re-run) writes no source file. The least recently used
+    /// trees go when they add up to more than this; the one in use always
+    /// stays.
+    #[arg(long, value_name = "SIZE", env = "REPRO_RUN_SOURCE_CACHE", default_value = "2g")]
+    pub source_cache: ByteSize,
 }
 
 /// How the sources reach the container.

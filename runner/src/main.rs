@@ -36,6 +36,7 @@ mod profiles;
 mod signal;
 mod source;
 mod staging;
+mod trees;
 
 use std::process::ExitCode;
 

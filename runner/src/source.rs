@@ -61,7 +61,7 @@ pub fn build(opts: &SourceOptions) -> Result<SourceTar> {
         .suffix(".tar")
         .tempfile()
         .context("cannot create a temporary file for the source tar")?;
-    let (out, entries) = write_tree(&root, &paths, opts, BufWriter::new(file.as_file_mut()), None)?;
+    let (out, Count { entries, .. }) = write_tree(&root, &paths, opts, BufWriter::new(file.as_file_mut()), None)?;
     out.into_inner().map_err(|e| e.into_error()).context("cannot finish the source tar")?;
 
     let f = file.as_file_mut();
@@ -71,13 +71,32 @@ pub fn build(opts: &SourceOptions) -> Result<SourceTar> {
     Ok(SourceTar { file, digest, entries })
 }
 
-/// Sources staged on this machine, to be bind-mounted into the container.
+/// What staging (or only reading) the sources found.
 pub struct Staged {
     /// `repro-tree-v1` (artifact variant) of the normalised tar: the same
     /// digest [`build`] gives for the same tree.
     pub digest: Digest,
     /// Number of files, links and directories under `src/`.
     pub entries: usize,
+    /// The files' bytes, in all.
+    pub bytes: u64,
+}
+
+/// The digest of the normalised tar of the sources, with its number of
+/// entries and bytes, without writing the tar or the files anywhere: the key under
+/// which an unchanged tree is found again ([`crate::trees`]).
+pub fn digest(opts: &SourceOptions) -> Result<Staged> {
+    let root = fs_err::canonicalize(&opts.root)?;
+    let paths = sorted_walk(&root, opts)?;
+    let (writer, reader) = pipe::pipe();
+    std::thread::scope(|s| {
+        let digester = s.spawn(move || digest::digest_tar(reader, TreeKind::Artifacts));
+        let written = write_tree(&root, &paths, opts, writer, None)
+            .and_then(|(w, n)| w.finish().context("the source digest stopped early").map(|()| n));
+        let digest = digester.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
+        let Count { entries, bytes } = written?;
+        Ok(Staged { digest: digest.context("cannot digest the source tar")?, entries, bytes })
+    })
 }
 
 /// Writes the normalised tree of the sources into the empty directory `dest`,
@@ -101,9 +120,9 @@ pub fn stage(opts: &SourceOptions, dest: &Path) -> Result<Staged> {
         // The staging thread's error explains why this thread could not hand
         // it more, and a read error explains a truncated digest stream.
         staged?;
-        let entries = written?;
+        let Count { entries, bytes } = written?;
         let digest = digest.context("cannot digest the source tar")?;
-        Ok(Staged { digest, entries })
+        Ok(Staged { digest, entries, bytes })
     })
 }
 
@@ -111,6 +130,14 @@ fn sorted_walk(root: &Path, opts: &SourceOptions) -> Result<Vec<(PathBuf, Kind)>
     let mut paths = walk(root, &opts.exclude_paths, &opts.exclude_patterns)?;
     paths.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
     Ok(paths)
+}
+
+/// What [`write_tree`] wrote.
+struct Count {
+    /// Files, links and directories under `src/`.
+    entries: usize,
+    /// The files' bytes.
+    bytes: u64,
 }
 
 /// Writes the normalised tar of `paths` (relative to `root`, sorted) to
@@ -121,7 +148,7 @@ fn write_tree<W: Write>(
     opts: &SourceOptions,
     out: W,
     stage: Option<SyncSender<Op>>,
-) -> Result<(W, usize)> {
+) -> Result<(W, Count)> {
     let mut tar = tar::Builder::new(out);
     let mtime = opts.source_date_epoch;
     let owner = opts.owner;
@@ -143,6 +170,7 @@ fn write_tree<W: Write>(
     send(Op::Dir(src.to_owned()))?;
 
     let mut entries = 0;
+    let mut bytes = 0;
     for (rel, kind) in paths {
         if crate::signal::stop_requested() {
             return Err(crate::exit::Interrupted.into());
@@ -167,6 +195,7 @@ fn write_tree<W: Write>(
                 let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
                 let mut h = header(tar::EntryType::Regular, mode, mtime, owner);
                 h.set_size(meta.len());
+                bytes += meta.len();
                 let added = match &stage {
                     // A small file is read once, whole, and its buffer
                     // goes to the staging thread after the tar has it.
@@ -189,7 +218,7 @@ fn write_tree<W: Write>(
         entries += 1;
     }
     let out = tar.into_inner().context("cannot finish the source tar")?;
-    Ok((out, entries))
+    Ok((out, Count { entries, bytes }))
 }
 
 /// What the staging thread does, in order.

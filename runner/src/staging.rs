@@ -24,7 +24,7 @@
 //! never following a link the build made.
 
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 
 use fs_err::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
@@ -36,14 +36,26 @@ use repro_run_core::hermetic;
 use crate::cache::{self, JsonCache};
 use crate::engine::Placement;
 use crate::pipe;
+use crate::source::SourceOptions;
+use crate::trees::{self, Tree, TreeCache};
 
 /// A file put in the staged `HOME` before the container starts, and removed
 /// before it runs: if the engine sees it, it sees the staged directory.
 pub const PROBE: &str = ".repro-run-mount-check";
 
 /// A private directory holding `src/` and `home/build/` for one build.
+///
+/// `src/` is either a copy of the sources ([`StageDir::new`], then
+/// [`crate::source::stage`]) or an overlay mount over a kept tree
+/// ([`StageDir::overlaid`]), whose writes land in `upper/`.
 pub struct StageDir {
     dir: Option<tempfile::TempDir>,
+    /// The kept tree under the overlay at `src/`, locked while it is used.
+    tree: Option<Tree>,
+    /// Eviction of other kept trees, joined before this one goes.
+    evicting: Option<std::thread::JoinHandle<()>>,
+    /// An exclusive lock on the directory: a live build's is never swept.
+    _lock: Option<fs_err::File>,
 }
 
 impl StageDir {
@@ -54,7 +66,46 @@ impl StageDir {
             .prefix("repro-run-")
             .tempdir_in(base)
             .with_context(|| format!("cannot create a staging directory in {}", base.display()))?;
-        Ok(StageDir { dir: Some(dir) })
+        let lock = fs_err::File::open(dir.path())?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock {}", dir.path().display()))?;
+        Ok(StageDir { dir: Some(dir), tree: None, evicting: None, _lock: Some(lock) })
+    }
+
+    /// A staging directory in `base` whose `src/` is an overlay: the kept
+    /// `tree` below, the build's writes in `upper/` above. `HOME` is made
+    /// empty, as [`crate::source::stage`] makes it; the overlay's top
+    /// directory is stamped like the tree's.
+    pub fn overlaid(base: &Path, tree: Tree, opts: &SourceOptions) -> Result<StageDir> {
+        sweep(base);
+        let mut stage = StageDir::new(base)?;
+        let dir = stage.path().to_owned();
+        let (upper, work, src) = (dir.join("upper"), dir.join("work"), stage.src());
+        let mtime = filetime::FileTime::from_unix_time(opts.source_date_epoch as i64, 0);
+        let lower = tree.src();
+        for d in [&upper, &work, &src] {
+            fs_err::create_dir(d)?;
+        }
+        let home = stage.home();
+        fs_err::create_dir_all(&home)?;
+        for d in [&upper, &home] {
+            fs_err::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+            std::os::unix::fs::lchown(d, Some(opts.owner.0), Some(opts.owner.1))
+                .with_context(|| format!("cannot give {} to the build user", d.display()))?;
+            filetime::set_file_times(d, mtime, mtime).with_context(|| format!("cannot date {}", d.display()))?;
+        }
+        let options = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+        let options = std::ffi::CString::new(options).context("a stage path holds a NUL byte")?;
+        rustix::mount::mount("overlay", &src, "overlay", rustix::mount::MountFlags::empty(), options.as_c_str())
+            .with_context(|| format!("cannot mount an overlay of {} at {}", lower.display(), src.display()))?;
+        stage.tree = Some(tree);
+        Ok(stage)
+    }
+
+    /// Evicts kept trees on a thread of its own; this directory waits for
+    /// it before it goes.
+    pub fn evict_meanwhile(&mut self, cache: TreeCache) {
+        self.evicting = Some(std::thread::spawn(move || cache.evict()));
     }
 
     /// Where staging directories go by default: `builds/` in the cache
@@ -96,34 +147,107 @@ impl StageDir {
             .collect()
     }
 
-    /// Puts [`PROBE`] in the staged `HOME`.
+    /// Where [`PROBE`] goes, as paths in the container: the staged `HOME`,
+    /// and `/src` too when it is an overlay (a mount of its own, which an
+    /// engine in another mount namespace would not see).
+    pub fn probes(&self) -> Vec<String> {
+        let mut dirs = vec![hermetic::HOME];
+        if self.tree.is_some() {
+            dirs.push(hermetic::SOURCE_DIR);
+        }
+        dirs.into_iter().map(|d| format!("{d}/{PROBE}")).collect()
+    }
+
+    fn probe_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.home()];
+        if self.tree.is_some() {
+            dirs.push(self.src());
+        }
+        dirs
+    }
+
+    /// Puts [`PROBE`] in the staged `HOME` (and `src/`, when overlaid).
     pub fn place_probe(&self) -> Result<()> {
-        fs_err::write(self.home().join(PROBE), b"")?;
+        for dir in self.probe_dirs() {
+            fs_err::OpenOptions::new().write(true).create_new(true).open(dir.join(PROBE))?;
+        }
         Ok(())
     }
 
-    /// Takes [`PROBE`] away again, and gives `HOME` back its mtime.
+    /// Takes [`PROBE`] away again, and gives its directories back their
+    /// mtime.
     pub fn clear_probe(&self, mtime: u64) -> Result<()> {
-        let home = self.home();
-        fs_err::remove_file(home.join(PROBE))?;
         let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
-        filetime::set_file_times(&home, t, t).with_context(|| format!("cannot date {}", home.display()))
+        for dir in self.probe_dirs() {
+            fs_err::remove_file(dir.join(PROBE))?;
+            filetime::set_file_times(&dir, t, t).with_context(|| format!("cannot date {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     /// Removes the directory and everything the build wrote into it. A
     /// failure is logged with the path, never hidden.
     pub fn remove(mut self) {
-        if let Some(dir) = self.dir.take() {
-            remove_logged(dir);
+        self.tear_down();
+    }
+
+    fn tear_down(&mut self) {
+        if let Some(evicting) = self.evicting.take() {
+            if evicting.join().is_err() {
+                tracing::warn!("the thread evicting kept source trees panicked");
+            }
         }
+        let Some(dir) = self.dir.take() else { return };
+        if self.tree.take().is_some() {
+            let src = self.src_in(dir.path());
+            if let Err(e) = rustix::mount::unmount(&src, rustix::mount::UnmountFlags::DETACH) {
+                // Removing the directory now would delete through the mount.
+                let path = dir.keep();
+                tracing::warn!(
+                    "cannot unmount the overlay at {}: {e}; remove it with `umount {} && rm -rf {}`",
+                    src.display(),
+                    src.display(),
+                    path.display()
+                );
+                return;
+            }
+        }
+        remove_logged(dir);
+    }
+
+    fn src_in(&self, dir: &Path) -> PathBuf {
+        dir.join(hermetic::SOURCE_DIR.trim_start_matches('/'))
     }
 }
 
 impl Drop for StageDir {
     fn drop(&mut self) {
-        if let Some(dir) = self.dir.take() {
-            remove_logged(dir);
+        self.tear_down();
+    }
+}
+
+/// Removes the overlaid staging directories of builds that were killed: a
+/// live build holds its directory's lock.
+fn sweep(base: &Path) {
+    let Ok(entries) = fs_err::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().as_bytes().starts_with(b"repro-run-") || !path.join("upper").is_dir() {
+            continue;
         }
+        let Some(lock) = trees::try_lock(&path) else { continue };
+        let src = path.join(hermetic::SOURCE_DIR.trim_start_matches('/'));
+        match rustix::mount::unmount(&src, rustix::mount::UnmountFlags::DETACH) {
+            // EINVAL: not a mount point (any more).
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {
+                tracing::debug!("removing {}, left by a build that was stopped", path.display());
+                if let Err(e) = fs_err::remove_dir_all(&path) {
+                    tracing::warn!("could not remove {e}; remove it with `rm -rf {}`", path.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot unmount {}, left by a stopped build: {e}", src.display()),
+        }
+        drop(lock);
     }
 }
 

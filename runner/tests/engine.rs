@@ -446,8 +446,16 @@ source_date_epoch = 1700000000"#,
         std::os::unix::fs::symlink("../a.txt", p.path("sub/link")).unwrap();
 
         let mut seen = Vec::new();
-        for (how, said) in [("mount", "(mounted)"), ("upload", "(uploaded)")] {
-            let run = p.build_with(&engine, &["--sources", how], &[]);
+        for (args, said) in [
+            // A tree staged and kept, then found again (both overlaid), a
+            // copy of its own, and an upload.
+            (&["--sources", "mount"][..], "(mounted, tree kept for later builds)"),
+            (&["--sources", "mount"], "(mounted, tree kept from an earlier build)"),
+            (&["--sources", "mount", "--source-cache", "0"], "(mounted)"),
+            (&["--sources", "upload"], "(uploaded)"),
+        ] {
+            let how = args.join(" ");
+            let run = p.build_with(&engine, args, &[]);
             run.assert_exit(0);
             assert!(run.stderr.contains(said), "--sources {how} on {engine}:\n{}", run.stderr);
             let record: serde_json::Value = serde_json::from_str(&p.read("repro-out.json")).unwrap();
@@ -467,8 +475,55 @@ source_date_epoch = 1700000000"#,
         }
         // HOME is empty: nothing of repro-run's own is left in it.
         assert!(stat.lines().last().unwrap().starts_with("home/build"), "on {engine}, HOME is not empty:\n{stat}");
-        assert_eq!(&seen[1].0, stat, "mounted and uploaded sources differ on {engine}");
-        assert_eq!(&seen[1].1, digest, "the source digests differ on {engine}");
+        for (i, other) in seen.iter().enumerate().skip(1) {
+            assert_eq!(&other.0, stat, "the sources of build {i} differ from the first's on {engine}");
+            assert_eq!(&other.1, digest, "the source digests of build {i} and the first differ on {engine}");
+        }
+        p.assert_no_containers(&engine);
+    }
+}
+
+/// A kept source tree is read-only to builds: a build that edits, removes,
+/// adds and renames sources changes only its own view, and the next build
+/// of the same sources sees them as they are. Changed sources make a new
+/// tree, and the budget (`--source-cache`) evicts the older one.
+#[test]
+#[ignore = "needs an engine"]
+fn a_kept_tree_is_not_changed_by_builds() {
+    for engine in engines() {
+        let p = Project::busybox(
+            r#""mkdir -p out && cat a.txt > out/seen && ls -A >> out/seen && ls -A sub >> out/seen && echo changed > a.txt && rm b.txt && echo new > c.txt && mv sub/x sub/y && mv sub moved && ls -A moved > out/moved""#,
+            r#"outputs = ["out"]"#,
+        );
+        p.write("a.txt", "a\n");
+        p.write("b.txt", "b\n");
+        p.write("sub/x", "x");
+        for said in ["(mounted, tree kept for later builds)", "(mounted, tree kept from an earlier build)"] {
+            let run = p.build_with(&engine, &["--sources", "mount"], &[]);
+            run.assert_exit(0);
+            assert!(run.stderr.contains(said), "on {engine}, no `{said}` in:\n{}", run.stderr);
+            assert_eq!(p.read("repro-out/out/seen"), "a\na.txt\nb.txt\nout\nrepro.toml\nsub\nx\n", "on {engine}");
+            assert_eq!(p.read("repro-out/out/moved"), "y\n", "on {engine}");
+            p.assert_no_leftovers();
+        }
+        let first = p.kept_trees();
+        assert_eq!(first.len(), 1, "on {engine}: {first:?}");
+        let kept = p.stage_dir().join("trees").join(&first[0]).join("src");
+        assert_eq!(std::fs::read_to_string(kept.join("a.txt")).unwrap(), "a\n");
+        assert!(kept.join("b.txt").is_file() && kept.join("sub/x").is_file());
+        assert!(!kept.join("c.txt").exists() && !kept.join("out").exists() && !kept.join("moved").exists());
+        let record: serde_json::Value = serde_json::from_str(&p.read("repro-out.json")).unwrap();
+        assert_eq!(record["source_digest"], format!("blake3:{}", first[0]), "on {engine}");
+
+        p.write("a.txt", "A\n");
+        let run = p.build_with(&engine, &["--sources", "mount", "--source-cache", "1"], &[]);
+        run.assert_exit(0);
+        assert!(run.stderr.contains("(mounted, tree kept for later builds)"), "on {engine}:\n{}", run.stderr);
+        assert_eq!(p.read("repro-out/out/seen").lines().next(), Some("A"), "on {engine}");
+        let second = p.kept_trees();
+        assert_eq!(second.len(), 1, "on {engine}, the older tree is not evicted: {second:?}");
+        assert_ne!(second, first, "on {engine}");
+        p.assert_no_leftovers();
         p.assert_no_containers(&engine);
     }
 }
@@ -489,7 +544,7 @@ fn a_stage_directory_inside_the_project_is_not_a_source() {
             assert_eq!(p.read("repro-out/out/ls"), "a.txt\nrepro.toml\n", "on {engine}");
         }
         assert_eq!(digests[0], digests[1], "on {engine}");
-        assert_eq!(std::fs::read_dir(p.path(".stage")).unwrap().count(), 0, "staged sources left on {engine}");
+        util::assert_stage_is_clean(&p.path(".stage"));
     }
 }
 

@@ -19,6 +19,7 @@ use crate::prepare::{self, Tail};
 use crate::printer::Printer;
 use crate::source::SourceOptions;
 use crate::staging::{self, StageDir};
+use crate::trees::{self, TreeCache};
 use crate::{images, outputs, profiles, signal, source};
 
 /// Runs `repro-run build`.
@@ -82,13 +83,15 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
 
     let labels = HashMap::from([(LABEL_PROJECT.to_owned(), project.dir.display().to_string())]);
     let body = container_body(&plan, &toolchain);
-    let placed = place_sources(&engine, args.sources, &stage_base, &sources, body, labels).await?;
+    let placed = place_sources(&engine, args.sources, &stage_base, args.source_cache.0, &sources, body, labels).await?;
     printer.status(format!(
         "sources: {} entries, {} ({})",
         placed.entries,
         placed.digest,
         match placed.way {
-            Way::Mounted(_) => "mounted",
+            Way::Mounted(_, Kept::No) => "mounted",
+            Way::Mounted(_, Kept::Found) => "mounted, tree kept from an earlier build",
+            Way::Mounted(_, Kept::Added) => "mounted, tree kept for later builds",
             Way::Uploaded(_) => "uploaded",
         }
     ));
@@ -113,7 +116,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     let remove_started = Instant::now();
     // The staged tree goes while the engine removes the container.
     let stage = match placed.way {
-        Way::Mounted(stage) => Some(stage),
+        Way::Mounted(stage, _) => Some(stage),
         Way::Uploaded(_) => None,
     };
     let stage_removed = tokio::task::spawn_blocking(move || stage.map(StageDir::remove));
@@ -238,7 +241,7 @@ struct Placed {
 /// How the sources reach `/src`.
 enum Way {
     /// Staged here and bind-mounted: nothing left to do before the start.
-    Mounted(StageDir),
+    Mounted(StageDir, Kept),
     /// A tar to upload before the start.
     Uploaded(source::SourceTar),
 }
@@ -250,6 +253,7 @@ async fn place_sources(
     engine: &Engine,
     how: SourceTransfer,
     stage_base: &Path,
+    cache_budget: u64,
     sources: &SourceOptions,
     body: ContainerCreateBody,
     labels: HashMap<String, String>,
@@ -281,11 +285,10 @@ async fn place_sources(
     }
 
     let t = Instant::now();
-    let stage = StageDir::new(stage_base)?;
-    let dest = stage.path().to_owned();
-    let s = sources.clone();
-    let staged =
-        tokio::task::spawn_blocking(move || source::stage(&s, &dest)).await.context("the staging task panicked")??;
+    let (base, s) = (stage_base.to_owned(), sources.clone());
+    let (stage, staged, kept) = tokio::task::spawn_blocking(move || stage_sources(&base, &s, cache_budget))
+        .await
+        .context("the staging task panicked")??;
     let source_ms = ms(t);
 
     let why = match create_mounted(engine, &stage, body.clone(), labels.clone(), sources.source_date_epoch).await? {
@@ -293,7 +296,7 @@ async fn place_sources(
             if let (Some(id), false) = (&identity, cached == Some(true)) {
                 staging::remember_verdict(id, stage_base, true);
             }
-            let way = Way::Mounted(stage);
+            let way = Way::Mounted(stage, kept);
             return Ok(Placed { guard, digest: staged.digest, entries: staged.entries, source_ms, way });
         }
         Err(why) => why,
@@ -307,6 +310,57 @@ async fn place_sources(
     }
     tracing::info!("the engine cannot mount this machine's files ({why}); uploading the sources instead");
     upload_sources(engine, sources, body, labels).await
+}
+
+/// Whether mounted sources are a kept tree (see [`crate::trees`]).
+#[derive(Clone, Copy, Debug)]
+enum Kept {
+    /// A copy of this build's own.
+    No,
+    /// A tree an earlier build kept.
+    Found,
+    /// A tree staged now and kept.
+    Added,
+}
+
+/// Stages the sources in `base` for a mount: over a kept tree when this
+/// process can mount an overlay and `cache_budget` is not 0 (see
+/// [`crate::trees`]), else as a copy of its own.
+fn stage_sources(base: &Path, sources: &SourceOptions, cache_budget: u64) -> Result<(StageDir, source::Staged, Kept)> {
+    let cannot = match cache_budget {
+        0 => Some("--source-cache 0".to_owned()),
+        _ => trees::cannot_overlay(base),
+    };
+    if let Some(why) = cannot {
+        tracing::debug!("staging a copy of the sources, not keeping the tree: {why}");
+        return stage_copy(base, sources);
+    }
+    let cache = TreeCache::new(base, cache_budget);
+    let read = source::digest(sources)?;
+    let (tree, staged, kept) = match cache.find(&read.digest)? {
+        Some(tree) => (tree, read, Kept::Found),
+        None => {
+            let (tree, staged) = cache.add(sources)?;
+            (tree, staged, Kept::Added)
+        }
+    };
+    let mut stage = match StageDir::overlaid(base, tree, sources) {
+        Ok(stage) => stage,
+        Err(e) => {
+            tracing::warn!("{e:#}; staging a copy of the sources instead");
+            return stage_copy(base, sources);
+        }
+    };
+    if let Kept::Added = kept {
+        stage.evict_meanwhile(cache);
+    }
+    Ok((stage, staged, kept))
+}
+
+fn stage_copy(base: &Path, sources: &SourceOptions) -> Result<(StageDir, source::Staged, Kept)> {
+    let stage = StageDir::new(base)?;
+    let staged = source::stage(sources, stage.path())?;
+    Ok((stage, staged, Kept::No))
 }
 
 /// Creates the build container with the staged tree mounted, and checks
@@ -331,11 +385,16 @@ async fn create_mounted(
         Err(e) if format!("{e:#}").contains("mount") => return Ok(Err(format!("{e:#}"))),
         Err(e) => return Err(e),
     };
-    let probe = format!("{}/{}", hermetic::HOME, staging::PROBE);
-    let ready = match engine.path_exists(guard.id(), &probe).await {
-        Ok(true) => stage.clear_probe(source_date_epoch).map(|()| true),
-        other => other,
-    };
+    let mut ready = Ok(true);
+    for probe in stage.probes() {
+        ready = engine.path_exists(guard.id(), &probe).await;
+        if !matches!(ready, Ok(true)) {
+            break;
+        }
+    }
+    if let Ok(true) = ready {
+        ready = stage.clear_probe(source_date_epoch).map(|()| true);
+    }
     match ready {
         Ok(true) => Ok(Ok(guard)),
         Ok(false) => {
@@ -517,7 +576,7 @@ async fn run_in_container(
         // unless a link the build made is in the way: the engine resolves
         // those inside the container.
         let local = match sources {
-            Way::Mounted(stage) => staging::local_output(&stage.src(), &spec.fetch),
+            Way::Mounted(stage, _) => staging::local_output(&stage.src(), &spec.fetch),
             Way::Uploaded(_) => None,
         };
         let reader: Box<dyn std::io::Read + Send> = match local {

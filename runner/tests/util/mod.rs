@@ -238,14 +238,47 @@ impl Project {
             .filter(|n| n.starts_with(".repro-"))
             .collect();
         assert!(left.is_empty(), "repro-run left {left:?} in the project");
-        let staged: Vec<_> = std::fs::read_dir(self.stage.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(staged.is_empty(), "repro-run left the staged sources {staged:?} in {}", self.stage.path().display());
+        assert_stage_is_clean(self.stage.path());
+    }
+
+    /// The source trees kept in this project's stage directory: the names
+    /// (digests) of the complete ones.
+    pub fn kept_trees(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.stage.path().join("trees")) else { return Vec::new() };
+        let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
     }
 
     pub fn assert_no_containers(&self, engine: &str) {
         let left = self.containers(engine);
         assert!(left.is_empty(), "{engine} still holds containers of this project: {left:?}");
     }
+}
+
+/// Nothing of a build is left in the stage directory `dir`: no staging
+/// directory, no mount, no half-written tree; only complete kept trees
+/// (`trees/<64 hex digits>/`, with `src/` and `size`).
+pub fn assert_stage_is_clean(dir: &Path) {
+    let staged: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(staged.iter().all(|n| n == "trees"), "repro-run left the staged sources {staged:?} in {}", dir.display());
+    if let Ok(trees) = std::fs::read_dir(dir.join("trees")) {
+        for tree in trees {
+            let tree = tree.unwrap();
+            let name = tree.file_name().to_string_lossy().into_owned();
+            assert!(name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()), "a stray {name} in trees/");
+            let mut parts: Vec<_> = std::fs::read_dir(tree.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            parts.sort();
+            assert_eq!(parts, ["size", "src"], "in the kept tree {name}");
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let left: Vec<_> = mounts.lines().filter(|l| l.contains(dir.to_str().unwrap())).collect();
+    assert!(left.is_empty(), "mounts are left in {}: {left:?}", dir.display());
 }
 
 /// Sends SIGINT to a child process.
