@@ -12,6 +12,8 @@
 //!   directories, and the [`digest::Digest`] type (`blake3:<hex>`).
 //! - [`record`]: the build record (what a build produced), as JSON.
 //! - [`engine`]: engine kinds, as a closed set.
+//! - [`erofs`]: a tar stream → an EROFS image (how kept source trees are
+//!   stored).
 //! - [`size`]: byte sizes as people write them (`512m`, `2g`).
 //!
 //! Everything that talks to an engine lives in the `repro-run` crate
@@ -20,6 +22,7 @@
 
 pub mod digest;
 pub mod engine;
+pub mod erofs;
 pub mod hermetic;
 pub mod manifest;
 pub mod profile;

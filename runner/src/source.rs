@@ -21,6 +21,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use anyhow::{Context as _, Result};
 use repro_run_core::digest::{self, Digest, TreeKind};
+use repro_run_core::erofs;
 use repro_run_core::hermetic;
 
 use crate::pipe;
@@ -82,21 +83,76 @@ pub struct Staged {
     pub bytes: u64,
 }
 
-/// The digest of the normalised tar of the sources, with its number of
-/// entries and bytes, without writing the tar or the files anywhere: the key under
-/// which an unchanged tree is found again ([`crate::trees`]).
-pub fn digest(opts: &SourceOptions) -> Result<Staged> {
+/// The sources' paths, walked once: what [`digest`] and [`image`] read.
+pub struct Walked {
+    root: PathBuf,
+    paths: Vec<(PathBuf, Kind)>,
+}
+
+/// Walks the sources (sorted, with the ignore files and excludes applied).
+pub fn walk_sources(opts: &SourceOptions) -> Result<Walked> {
     let root = fs_err::canonicalize(&opts.root)?;
     let paths = sorted_walk(&root, opts)?;
+    Ok(Walked { root, paths })
+}
+
+/// The digest of the normalised tar of the sources, with its number of
+/// entries and bytes, without writing the tar or the files anywhere: the key
+/// under which an unchanged tree is found again ([`crate::trees`]).
+pub fn digest(opts: &SourceOptions, walked: &Walked) -> Result<Staged> {
     let (writer, reader) = pipe::pipe();
     std::thread::scope(|s| {
         let digester = s.spawn(move || digest::digest_tar(reader, TreeKind::Artifacts));
-        let written = write_tree(&root, &paths, opts, writer, None)
+        let written = write_tree(&walked.root, &walked.paths, opts, writer, None)
             .and_then(|(w, n)| w.finish().context("the source digest stopped early").map(|()| n));
         let digest = digester.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
         let Count { entries, bytes } = written?;
         Ok(Staged { digest: digest.context("cannot digest the source tar")?, entries, bytes })
     })
+}
+
+/// Writes the normalised tree of the sources as an EROFS image to `out`
+/// ([`repro_run_core::erofs`]; the tar's `home/` and `src/` are its top
+/// directories), and digests the same tar meanwhile: this thread reads the
+/// files and makes the tar, one thread digests it, another writes the
+/// image.
+pub fn image(opts: &SourceOptions, walked: &Walked, out: fs_err::File) -> Result<Staged> {
+    let (root, paths) = (&walked.root, &walked.paths);
+    let (to_digest, digest_from) = pipe::pipe();
+    let (to_image, image_from) = pipe::pipe();
+    let top = erofs::Meta { mode: 0o755, uid: 0, gid: 0, mtime: opts.source_date_epoch };
+    std::thread::scope(|s| {
+        let digester = s.spawn(move || digest::digest_tar(digest_from, TreeKind::Artifacts));
+        let imager = s.spawn(move || erofs::from_tar(image_from, BufWriter::with_capacity(1 << 20, out), top));
+        let written = write_tree(root, paths, opts, Both(to_digest, to_image), None).and_then(|(Both(a, b), n)| {
+            a.finish().context("the source digest stopped early")?;
+            b.finish().context("the source image stopped early")?;
+            Ok(n)
+        });
+        let digest = digester.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
+        let imaged = imager.join().map_err(|_| anyhow::anyhow!("the source image thread panicked"))?;
+        // The image's error explains why the tar could not be handed on.
+        let file = imaged.context("cannot write the image of the sources")?;
+        let Count { entries, bytes } = written?;
+        file.into_inner().map_err(|e| e.into_error()).context("cannot write the image of the sources")?;
+        Ok(Staged { digest: digest.context("cannot digest the source tar")?, entries, bytes })
+    })
+}
+
+/// Writes everything to both.
+struct Both<A, B>(A, B);
+
+impl<A: Write, B: Write> Write for Both<A, B> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(data)?;
+        self.1.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
 }
 
 /// Writes the normalised tree of the sources into the empty directory `dest`,
@@ -359,6 +415,7 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// What a walked path is.
 #[derive(Clone, Copy)]
 enum Kind {
     Dir,
@@ -525,8 +582,10 @@ mod tests {
         assert_eq!(tar.digest, build(&opts).unwrap().digest);
     }
 
-    #[test]
-    fn a_staged_tree_is_the_tar_unpacked() {
+    /// A project with the odd cases: an executable, a file larger than
+    /// SMALL_FILE, links to `/`, to `a//b/` and over 100 bytes, an ignored
+    /// file. Owned by this process, so that the tests need no root.
+    fn odd_project() -> (tempfile::TempDir, SourceOptions, Vec<u8>, String) {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
@@ -545,7 +604,6 @@ mod tests {
         std::os::unix::fs::symlink(&long, p.join("long")).unwrap();
         fs_err::write(p.join(".gitignore"), "*.o\n").unwrap();
         fs_err::write(p.join("x.o"), "obj").unwrap();
-        // The owner is this process's own, so that the test needs no root.
         let me = tempfile::tempfile().unwrap().metadata().unwrap();
         let opts = SourceOptions {
             root: p.to_owned(),
@@ -554,6 +612,48 @@ mod tests {
             source_date_epoch: 1_700_000_000,
             owner: (me.uid(), me.gid()),
         };
+        (dir, opts, big, long)
+    }
+
+    /// The image of a tree, mounted, is the tar: same digest, same bytes.
+    #[test]
+    #[ignore = "needs root, to mount the image"]
+    fn an_image_of_the_sources_mounts_as_the_tar() {
+        let (dir, opts, big, long) = odd_project();
+        std::os::unix::fs::symlink("..", dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"))).unwrap();
+        for d in 0..3 {
+            for f in 0..400 {
+                fs_err::create_dir_all(dir.path().join(format!("many/d{d}"))).unwrap();
+                fs_err::write(dir.path().join(format!("many/d{d}/file-{f:04}.txt")), f.to_string()).unwrap();
+            }
+        }
+        let tar = build(&opts).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let img = work.path().join("src.erofs");
+        let walked = walk_sources(&opts).unwrap();
+        let staged = image(&opts, &walked, fs_err::File::create(&img).unwrap()).unwrap();
+        assert_eq!((&staged.digest, staged.entries), (&tar.digest, tar.entries));
+        let mnt = work.path().join("mnt");
+        fs_err::create_dir(&mnt).unwrap();
+        rustix::mount::mount(&img, &mnt, "erofs", rustix::mount::MountFlags::RDONLY, None).unwrap();
+        let seen = (
+            digest::digest_dir(&mnt, TreeKind::Artifacts).unwrap(),
+            fs_err::read(mnt.join("src/big.bin")).unwrap(),
+            fs_err::read_link(mnt.join("src/long")).unwrap(),
+            fs_err::read_to_string(mnt.join("src/many/d2/file-0399.txt")).unwrap(),
+        );
+        rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::empty()).unwrap();
+        assert_eq!(seen.0, tar.digest, "the mounted image is the tar");
+        assert_eq!(seen.1, big);
+        assert_eq!(seen.2, Path::new(&long));
+        assert_eq!(seen.3, "399");
+    }
+
+    #[test]
+    fn a_staged_tree_is_the_tar_unpacked() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (_dir, opts, big, long) = odd_project();
+        let me = tempfile::tempfile().unwrap().metadata().unwrap();
         let tar = build(&opts).unwrap();
         let dest = tempfile::tempdir().unwrap();
         let staged = stage(&opts, dest.path()).unwrap();

@@ -37,7 +37,7 @@ use crate::cache::{self, JsonCache};
 use crate::engine::Placement;
 use crate::pipe;
 use crate::source::SourceOptions;
-use crate::trees::{self, Tree, TreeCache};
+use crate::trees::{self, Form, Tree, TreeCache};
 
 /// A file put in the staged `HOME` before the container starts, and removed
 /// before it runs: if the engine sees it, it sees the staged directory.
@@ -52,6 +52,8 @@ pub struct StageDir {
     dir: Option<tempfile::TempDir>,
     /// The kept tree under the overlay at `src/`, locked while it is used.
     tree: Option<Tree>,
+    /// What is mounted in the directory, in the order it was mounted.
+    mounts: Vec<PathBuf>,
     /// Eviction of other kept trees, joined before this one goes.
     evicting: Option<std::thread::JoinHandle<()>>,
     /// An exclusive lock on the directory: a live build's is never swept.
@@ -69,20 +71,21 @@ impl StageDir {
         let lock = fs_err::File::open(dir.path())?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .with_context(|| format!("cannot lock {}", dir.path().display()))?;
-        Ok(StageDir { dir: Some(dir), tree: None, evicting: None, _lock: Some(lock) })
+        Ok(StageDir { dir: Some(dir), tree: None, mounts: Vec::new(), evicting: None, _lock: Some(lock) })
     }
 
     /// A staging directory in `base` whose `src/` is an overlay: the kept
-    /// `tree` below, the build's writes in `upper/` above. `HOME` is made
-    /// empty, as [`crate::source::stage`] makes it; the overlay's top
-    /// directory is stamped like the tree's.
+    /// `tree` below (an image is mounted read-only at `lower/` first), the
+    /// build's writes in `upper/` above. `HOME` is made empty, as
+    /// [`crate::source::stage`] makes it; the overlay's top directory is
+    /// stamped like the tree's.
     pub fn overlaid(base: &Path, tree: Tree, opts: &SourceOptions) -> Result<StageDir> {
+        use rustix::mount::{mount, MountFlags};
         sweep(base);
         let mut stage = StageDir::new(base)?;
         let dir = stage.path().to_owned();
         let (upper, work, src) = (dir.join("upper"), dir.join("work"), stage.src());
         let mtime = filetime::FileTime::from_unix_time(opts.source_date_epoch as i64, 0);
-        let lower = tree.src();
         for d in [&upper, &work, &src] {
             fs_err::create_dir(d)?;
         }
@@ -94,10 +97,23 @@ impl StageDir {
                 .with_context(|| format!("cannot give {} to the build user", d.display()))?;
             filetime::set_file_times(d, mtime, mtime).with_context(|| format!("cannot date {}", d.display()))?;
         }
+        let src_in_tree = hermetic::SOURCE_DIR.trim_start_matches('/');
+        let lower = match tree.form() {
+            Form::Dir => tree.path().join(src_in_tree),
+            Form::Image => {
+                let at = dir.join("lower");
+                fs_err::create_dir(&at)?;
+                mount(tree.path(), &at, "erofs", MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID, None)
+                    .with_context(|| format!("cannot mount the image {} at {}", tree.path().display(), at.display()))?;
+                stage.mounts.push(at.clone());
+                at.join(src_in_tree)
+            }
+        };
         let options = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
         let options = std::ffi::CString::new(options).context("a stage path holds a NUL byte")?;
-        rustix::mount::mount("overlay", &src, "overlay", rustix::mount::MountFlags::empty(), options.as_c_str())
+        mount("overlay", &src, "overlay", MountFlags::empty(), options.as_c_str())
             .with_context(|| format!("cannot mount an overlay of {} at {}", lower.display(), src.display()))?;
+        stage.mounts.push(src);
         stage.tree = Some(tree);
         Ok(stage)
     }
@@ -198,25 +214,21 @@ impl StageDir {
             }
         }
         let Some(dir) = self.dir.take() else { return };
-        if self.tree.take().is_some() {
-            let src = self.src_in(dir.path());
-            if let Err(e) = rustix::mount::unmount(&src, rustix::mount::UnmountFlags::DETACH) {
+        while let Some(at) = self.mounts.pop() {
+            if let Err(e) = rustix::mount::unmount(&at, rustix::mount::UnmountFlags::DETACH) {
                 // Removing the directory now would delete through the mount.
                 let path = dir.keep();
                 tracing::warn!(
-                    "cannot unmount the overlay at {}: {e}; remove it with `umount {} && rm -rf {}`",
-                    src.display(),
-                    src.display(),
+                    "cannot unmount {}: {e}; remove it with `umount {} && rm -rf {}`",
+                    at.display(),
+                    at.display(),
                     path.display()
                 );
                 return;
             }
         }
+        self.tree = None;
         remove_logged(dir);
-    }
-
-    fn src_in(&self, dir: &Path) -> PathBuf {
-        dir.join(hermetic::SOURCE_DIR.trim_start_matches('/'))
     }
 }
 
@@ -236,16 +248,22 @@ fn sweep(base: &Path) {
             continue;
         }
         let Some(lock) = trees::try_lock(&path) else { continue };
-        let src = path.join(hermetic::SOURCE_DIR.trim_start_matches('/'));
-        match rustix::mount::unmount(&src, rustix::mount::UnmountFlags::DETACH) {
-            // EINVAL: not a mount point (any more).
-            Ok(()) | Err(rustix::io::Errno::INVAL) => {
-                tracing::debug!("removing {}, left by a build that was stopped", path.display());
-                if let Err(e) = fs_err::remove_dir_all(&path) {
-                    tracing::warn!("could not remove {e}; remove it with `rm -rf {}`", path.display());
+        let mut unmounted = true;
+        for at in [path.join(hermetic::SOURCE_DIR.trim_start_matches('/')), path.join("lower")] {
+            match rustix::mount::unmount(&at, rustix::mount::UnmountFlags::DETACH) {
+                // EINVAL: not a mount point (any more); ENOENT: never made.
+                Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    tracing::warn!("cannot unmount {}, left by a stopped build: {e}", at.display());
+                    unmounted = false;
                 }
             }
-            Err(e) => tracing::warn!("cannot unmount {}, left by a stopped build: {e}", src.display()),
+        }
+        if unmounted {
+            tracing::debug!("removing {}, left by a build that was stopped", path.display());
+            if let Err(e) = fs_err::remove_dir_all(&path) {
+                tracing::warn!("could not remove {e}; remove it with `rm -rf {}`", path.display());
+            }
         }
         drop(lock);
     }

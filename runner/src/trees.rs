@@ -35,12 +35,37 @@ use anyhow::{Context as _, Result};
 use repro_run_core::digest::Digest;
 use rustix::fs::FlockOperation;
 
-use crate::source::{self, SourceOptions, Staged};
+use crate::source::{self, SourceOptions, Staged, Walked};
+use repro_run_core::erofs;
 
 /// Where kept trees live, under the stage directory.
 const TREES: &str = "trees";
 /// A tree's size in bytes, beside its `src/`, for eviction.
 const SIZE_FILE: &str = "size";
+/// The name of an image is its digest and this.
+const IMAGE_SUFFIX: &str = ".erofs";
+
+/// Whether this kernel mounts an EROFS image file (no loop device): a
+/// one-directory image is written in `dir`, mounted and unmounted.
+fn images_mount(dir: &Path) -> Result<()> {
+    let known = fs_err::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !known.lines().any(|l| l.split_whitespace().last() == Some("erofs")) {
+        anyhow::bail!("the kernel has no erofs filesystem (see /proc/filesystems)");
+    }
+    fs_err::create_dir_all(dir)?;
+    let probe = tempfile::Builder::new().prefix(".new-probe-").tempdir_in(dir)?;
+    let image = probe.path().join("probe.erofs");
+    let root = erofs::Meta { mode: 0o755, uid: 0, gid: 0, mtime: 0 };
+    let file = fs_err::File::create(&image)?;
+    erofs::ImageWriter::new(file, root)?.finish()?;
+    let mnt = probe.path().join("mnt");
+    fs_err::create_dir(&mnt)?;
+    rustix::mount::mount(&image, &mnt, "erofs", rustix::mount::MountFlags::RDONLY, None)
+        .with_context(|| format!("cannot mount the image file {}", image.display()))?;
+    rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH)
+        .with_context(|| format!("cannot unmount {}", mnt.display()))?;
+    Ok(())
+}
 
 /// Why an overlay cannot be mounted by this process, if it cannot.
 pub fn cannot_overlay(stage_base: &Path) -> Option<String> {
@@ -61,6 +86,17 @@ pub fn cannot_overlay(stage_base: &Path) -> Option<String> {
     None
 }
 
+/// How a kept tree is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `trees/<hex>.erofs`: an EROFS image of the normalised tar (its
+    /// `src/` is the tree), mounted read-only. One file to write and to
+    /// remove; needs a kernel that mounts an image file (Linux 6.12).
+    Image,
+    /// `trees/<hex>/src`: the tree as files, for other kernels.
+    Dir,
+}
+
 /// The kept trees under one stage directory.
 pub struct TreeCache {
     dir: PathBuf,
@@ -69,35 +105,45 @@ pub struct TreeCache {
 
 /// A kept tree, locked for as long as this value lives.
 pub struct Tree {
-    dir: PathBuf,
+    path: PathBuf,
+    form: Form,
     /// Holds the lock (shared while in use, exclusive while being written).
     _lock: fs_err::File,
 }
 
 impl Tree {
-    /// The tree: the overlay's lower layer.
-    pub fn src(&self) -> PathBuf {
-        self.dir.join("src")
+    /// The image file, or the directory holding `src/`.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// Locks `dir` (shared) and marks it used now; `None` when it is gone or
-    /// not a complete tree.
-    fn open(dir: PathBuf) -> Result<Option<Tree>> {
-        let lock = match fs_err::File::open(&dir) {
+    /// How the tree is stored.
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
+    /// Locks `path` (shared) and marks it used now; `None` when it is gone
+    /// or not a complete tree.
+    fn open(path: PathBuf, form: Form) -> Result<Option<Tree>> {
+        let lock = match fs_err::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         rustix::fs::flock(&lock, FlockOperation::LockShared)
-            .with_context(|| format!("cannot lock {}", dir.display()))?;
+            .with_context(|| format!("cannot lock {}", path.display()))?;
         // Eviction renames a tree away before it removes it: a tree found
-        // and locked under its name is whole, unless it lost its files.
-        if !dir.join("src").is_dir() {
+        // and locked under its name is whole.
+        let whole = match form {
+            Form::Image => path.is_file(),
+            Form::Dir => path.join("src").is_dir(),
+        };
+        if !whole {
             return Ok(None);
         }
         let now = filetime::FileTime::now();
-        filetime::set_file_mtime(&dir, now).with_context(|| format!("cannot date {}", dir.display()))?;
-        Ok(Some(Tree { dir, _lock: lock }))
+        filetime::set_file_mtime(&path, now).with_context(|| format!("cannot date {}", path.display()))?;
+        Ok(Some(Tree { path, form, _lock: lock }))
     }
 }
 
@@ -108,44 +154,94 @@ impl TreeCache {
         TreeCache { dir: stage_base.join(TREES), budget }
     }
 
-    /// The kept tree of `digest`, locked, if there is one.
-    pub fn find(&self, digest: &Digest) -> Result<Option<Tree>> {
-        Tree::open(self.dir.join(digest.to_hex()))
+    fn path_of(&self, digest: &Digest, form: Form) -> PathBuf {
+        match form {
+            Form::Image => self.dir.join(format!("{}{IMAGE_SUFFIX}", digest.to_hex())),
+            Form::Dir => self.dir.join(digest.to_hex()),
+        }
     }
 
-    /// Stages the sources into a new kept tree, and returns it locked with
-    /// what the staging found (its digest names the tree).
-    pub fn add(&self, opts: &SourceOptions) -> Result<(Tree, Staged)> {
-        fs_err::create_dir_all(&self.dir)?;
-        fs_err::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        let new = tempfile::Builder::new()
-            .prefix(".new-")
-            .tempdir_in(&self.dir)
-            .with_context(|| format!("cannot create a directory in {}", self.dir.display()))?;
-        let lock = fs_err::File::open(new.path())?;
-        rustix::fs::flock(&lock, FlockOperation::LockExclusive)
-            .with_context(|| format!("cannot lock {}", new.path().display()))?;
-        let staged = source::stage(opts, new.path())?;
-        // The tree is `src/` alone; each build makes its own `HOME`.
-        let home = hermetic_home_root(new.path());
-        fs_err::remove_dir_all(&home)?;
-        fs_err::write(new.path().join(SIZE_FILE), staged.bytes.to_string())?;
+    /// The kept tree of `digest`, locked, if there is one.
+    pub fn find(&self, digest: &Digest) -> Result<Option<Tree>> {
+        for form in [Form::Image, Form::Dir] {
+            if let Some(tree) = Tree::open(self.path_of(digest, form), form)? {
+                return Ok(Some(tree));
+            }
+        }
+        Ok(None)
+    }
 
-        let dir = self.dir.join(staged.digest.to_hex());
-        let new = new.keep();
-        match fs_err::rename(&new, &dir) {
+    /// How a new tree is kept here: an image when this kernel mounts image
+    /// files, else a directory.
+    /// `REPRO_RUN_TREE_FORM=dir` keeps them as directories regardless.
+    pub fn form_for_new(&self) -> Form {
+        static FORM: std::sync::OnceLock<Form> = std::sync::OnceLock::new();
+        if std::env::var_os("REPRO_RUN_TREE_FORM").is_some_and(|v| v == "dir") {
+            return Form::Dir;
+        }
+        *FORM.get_or_init(|| match images_mount(&self.dir) {
+            Ok(()) => Form::Image,
+            Err(why) => {
+                tracing::debug!("keeping source trees as directories: {why:#}");
+                Form::Dir
+            }
+        })
+    }
+
+    /// Stages the sources into a new kept tree of `form`, and returns it
+    /// locked with what the staging found (its digest names the tree).
+    pub fn add(&self, opts: &SourceOptions, walked: &Walked, form: Form) -> Result<(Tree, Staged)> {
+        self.make_dir()?;
+        let (new, lock, staged) = match form {
+            Form::Image => {
+                let new = tempfile::Builder::new()
+                    .prefix(".new-")
+                    .suffix(IMAGE_SUFFIX)
+                    .tempfile_in(&self.dir)
+                    .with_context(|| format!("cannot create a file in {}", self.dir.display()))?;
+                let lock = fs_err::File::open(new.path())?;
+                rustix::fs::flock(&lock, FlockOperation::LockExclusive)
+                    .with_context(|| format!("cannot lock {}", new.path().display()))?;
+                let out = fs_err::File::from_parts(
+                    new.as_file().try_clone().context("cannot reopen the new image")?,
+                    new.path(),
+                );
+                let staged = source::image(opts, walked, out)?;
+                let (_, path) = new.keep().context("cannot keep the new image")?;
+                (path, lock, staged)
+            }
+            Form::Dir => {
+                let new = tempfile::Builder::new()
+                    .prefix(".new-")
+                    .tempdir_in(&self.dir)
+                    .with_context(|| format!("cannot create a directory in {}", self.dir.display()))?;
+                let lock = fs_err::File::open(new.path())?;
+                rustix::fs::flock(&lock, FlockOperation::LockExclusive)
+                    .with_context(|| format!("cannot lock {}", new.path().display()))?;
+                let staged = source::stage(opts, new.path())?;
+                // The tree is `src/` alone; each build makes its own `HOME`.
+                fs_err::remove_dir_all(hermetic_home_root(new.path()))?;
+                fs_err::write(new.path().join(SIZE_FILE), staged.bytes.to_string())?;
+                (new.keep(), lock, staged)
+            }
+        };
+
+        let path = self.path_of(&staged.digest, form);
+        // A directory is not renamed over one that exists; an image is, and
+        // the builds that use the one it replaces keep it open.
+        match fs_err::rename(&new, &path) {
             Ok(()) => {
                 rustix::fs::flock(&lock, FlockOperation::LockShared)
-                    .with_context(|| format!("cannot lock {}", dir.display()))?;
-                filetime::set_file_mtime(&dir, filetime::FileTime::now())
-                    .with_context(|| format!("cannot date {}", dir.display()))?;
-                Ok((Tree { dir, _lock: lock }, staged))
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
+                filetime::set_file_mtime(&path, filetime::FileTime::now())
+                    .with_context(|| format!("cannot date {}", path.display()))?;
+                Ok((Tree { path, form, _lock: lock }, staged))
             }
             // Another build kept the same tree meanwhile: use that one.
-            Err(e) if dir.is_dir() => {
+            Err(e) if path.is_dir() => {
                 tracing::debug!("{e}: another build kept this tree first");
                 remove_logged(&new);
-                let tree = Tree::open(dir)?.context("a kept tree went away while it was found")?;
+                let tree = Tree::open(path, form)?.context("a kept tree went away while it was found")?;
                 Ok((tree, staged))
             }
             Err(e) => {
@@ -153,6 +249,12 @@ impl TreeCache {
                 Err(e.into())
             }
         }
+    }
+
+    fn make_dir(&self) -> Result<()> {
+        fs_err::create_dir_all(&self.dir)?;
+        fs_err::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        Ok(())
     }
 
     /// Removes the least recently used trees until the rest fit the budget,
@@ -173,7 +275,11 @@ impl TreeCache {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };
-            let size = fs_err::read_to_string(path.join(SIZE_FILE)).ok().and_then(|s| s.trim().parse().ok());
+            let size = if meta.is_file() {
+                Some(meta.len())
+            } else {
+                fs_err::read_to_string(path.join(SIZE_FILE)).ok().and_then(|s| s.trim().parse().ok())
+            };
             trees.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), size.unwrap_or(0u64), path));
         }
         trees.sort_by_key(|t| std::cmp::Reverse(t.0));
@@ -216,8 +322,14 @@ pub(crate) fn try_lock(dir: &Path) -> Option<fs_err::File> {
     Some(f)
 }
 
+/// Removes a directory or a file, logging a failure.
 fn remove_logged(dir: &Path) {
-    if let Err(e) = fs_err::remove_dir_all(dir) {
+    let removed = match fs_err::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => fs_err::remove_dir_all(dir),
+        Ok(_) => fs_err::remove_file(dir),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
         tracing::warn!("could not remove {}: {e}; remove it with `rm -rf {}`", dir.display(), dir.display());
     }
 }
@@ -249,45 +361,74 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let cache = TreeCache::new(base.path(), 1 << 30);
         let p = project(&[("a", 3), ("b", 5)]);
-        let read = source::digest(&opts(p.path())).unwrap();
+        let walked = source::walk_sources(&opts(p.path())).unwrap();
+        let read = source::digest(&opts(p.path()), &walked).unwrap();
         let digest = read.digest;
         assert!(cache.find(&digest).unwrap().is_none());
-        let (tree, staged) = cache.add(&opts(p.path())).unwrap();
+        let (tree, staged) =
+            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
         assert_eq!((&staged.digest, staged.entries, staged.bytes), (&digest, read.entries, 8));
-        assert_eq!(tree.src(), base.path().join("trees").join(digest.to_hex()).join("src"));
-        assert_eq!(fs_err::read(tree.src().join("b")).unwrap(), b"xxxxx");
-        assert!(!tree.dir.join("home").exists(), "the kept tree holds no HOME");
+        let dir = base.path().join("trees").join(digest.to_hex());
+        assert_eq!((tree.path(), tree.form()), (dir.as_path(), Form::Dir));
+        assert_eq!(fs_err::read(dir.join("src/b")).unwrap(), b"xxxxx");
+        assert!(!dir.join("home").exists(), "the kept tree holds no HOME");
         drop(tree);
         let found = cache.find(&digest).unwrap().expect("the tree is kept");
-        assert_eq!(found.src(), base.path().join("trees").join(digest.to_hex()).join("src"));
+        assert_eq!(found.path(), dir);
         let names: Vec<_> =
             fs_err::read_dir(base.path().join("trees")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from(digest.to_hex())], "no temporary directory is left");
     }
 
     #[test]
+    fn a_kept_image_is_found_by_its_digest() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = TreeCache::new(base.path(), 1 << 30);
+        let p = project(&[("a", 3)]);
+        let (tree, staged) =
+            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
+        let file = base.path().join("trees").join(format!("{}.erofs", staged.digest.to_hex()));
+        assert_eq!((tree.path(), tree.form()), (file.as_path(), Form::Image));
+        let len = fs_err::metadata(&file).unwrap().len();
+        assert!(len > 0 && len % repro_run_core::erofs::BLOCK == 0, "an image of {len} bytes");
+        drop(tree);
+        let found = cache.find(&staged.digest).unwrap().expect("the image is kept");
+        assert_eq!((found.path(), found.form()), (file.as_path(), Form::Image));
+        let names: Vec<_> =
+            fs_err::read_dir(base.path().join("trees")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+    }
+
+    #[test]
     fn eviction_keeps_the_newest_trees_within_the_budget_and_any_in_use() {
         let base = tempfile::tempdir().unwrap();
         let cache = TreeCache::new(base.path(), 250);
-        let mut digests = Vec::new();
+        let mut trees = Vec::new();
         for (i, len) in [100usize, 100, 100, 100].into_iter().enumerate() {
             let p = project(&[(&format!("f{i}"), len)]);
-            let (tree, staged) = cache.add(&opts(p.path())).unwrap();
+            let (tree, _) =
+                cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
             // Distinct last uses, oldest first.
             let t = filetime::FileTime::from_unix_time(1_000_000 + i as i64, 0);
-            filetime::set_file_mtime(&tree.dir, t).unwrap();
-            digests.push(staged.digest);
+            filetime::set_file_mtime(tree.path(), t).unwrap();
+            trees.push(tree.path().to_owned());
         }
         // The oldest is in use, so it stays although it is over the budget.
-        let in_use = cache.find(&digests[0]).unwrap().unwrap();
-        filetime::set_file_mtime(&in_use.dir, filetime::FileTime::from_unix_time(999, 0)).unwrap();
+        let in_use = cache.find(&format!("blake3:{}", digest_hex(&trees[0])).parse().unwrap()).unwrap().unwrap();
+        filetime::set_file_mtime(in_use.path(), filetime::FileTime::from_unix_time(999, 0)).unwrap();
         fs_err::create_dir_all(base.path().join("trees/.new-stale/src")).unwrap();
+        fs_err::write(base.path().join("trees/.new-stale.erofs"), b"").unwrap();
         cache.evict();
-        let kept = |d: &Digest| base.path().join("trees").join(d.to_hex()).is_dir();
-        assert_eq!(digests.iter().map(kept).collect::<Vec<_>>(), vec![true, false, true, true]);
+        let kept = |p: &PathBuf| p.is_dir();
+        assert_eq!(trees.iter().map(kept).collect::<Vec<_>>(), vec![true, false, true, true]);
         assert!(!base.path().join("trees/.new-stale").exists(), "a killed build's leftovers go");
+        assert!(!base.path().join("trees/.new-stale.erofs").exists(), "a killed build's leftovers go");
         drop(in_use);
         cache.evict();
-        assert_eq!(digests.iter().map(kept).collect::<Vec<_>>(), vec![false, false, true, true]);
+        assert_eq!(trees.iter().map(kept).collect::<Vec<_>>(), vec![false, false, true, true]);
+    }
+
+    fn digest_hex(p: &Path) -> String {
+        p.file_name().unwrap().to_str().unwrap().to_owned()
     }
 }

@@ -336,11 +336,12 @@ fn stage_sources(base: &Path, sources: &SourceOptions, cache_budget: u64) -> Res
         return stage_copy(base, sources);
     }
     let cache = TreeCache::new(base, cache_budget);
-    let read = source::digest(sources)?;
+    let walked = source::walk_sources(sources)?;
+    let read = source::digest(sources, &walked)?;
     let (tree, staged, kept) = match cache.find(&read.digest)? {
         Some(tree) => (tree, read, Kept::Found),
         None => {
-            let (tree, staged) = cache.add(sources)?;
+            let (tree, staged) = cache.add(sources, &walked, cache.form_for_new())?;
             (tree, staged, Kept::Added)
         }
     };

@@ -258,7 +258,8 @@ impl Project {
 
 /// Nothing of a build is left in the stage directory `dir`: no staging
 /// directory, no mount, no half-written tree; only complete kept trees
-/// (`trees/<64 hex digits>/`, with `src/` and `size`).
+/// (`trees/<64 hex digits>.erofs`, or `trees/<64 hex digits>/` with `src/`
+/// and `size`).
 pub fn assert_stage_is_clean(dir: &Path) {
     let staged: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(staged.iter().all(|n| n == "trees"), "repro-run left the staged sources {staged:?} in {}", dir.display());
@@ -266,19 +267,36 @@ pub fn assert_stage_is_clean(dir: &Path) {
         for tree in trees {
             let tree = tree.unwrap();
             let name = tree.file_name().to_string_lossy().into_owned();
-            assert!(name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()), "a stray {name} in trees/");
-            let mut parts: Vec<_> = std::fs::read_dir(tree.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect();
-            parts.sort();
-            assert_eq!(parts, ["size", "src"], "in the kept tree {name}");
+            let hex = name.strip_suffix(".erofs").unwrap_or(&name);
+            assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "a stray {name} in trees/");
+            if tree.file_type().unwrap().is_dir() {
+                let mut parts: Vec<_> = std::fs::read_dir(tree.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect();
+                parts.sort();
+                assert_eq!(parts, ["size", "src"], "in the kept tree {name}");
+            } else {
+                assert!(name.ends_with(".erofs"), "a stray file {name} in trees/");
+            }
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir = dir.canonicalize().unwrap();
     let left: Vec<_> = mounts.lines().filter(|l| l.contains(dir.to_str().unwrap())).collect();
     assert!(left.is_empty(), "mounts are left in {}: {left:?}", dir.display());
+}
+
+/// Mounts the kept image `image` read-only for a moment, and gives `look`
+/// its `src/`.
+pub fn read_kept_image<T>(image: &Path, look: impl FnOnce(&Path) -> T) -> T {
+    let mnt = tempfile::tempdir().unwrap();
+    let status = Command::new("mount").args(["-t", "erofs", "-o", "ro"]).arg(image).arg(mnt.path()).status().unwrap();
+    assert!(status.success(), "cannot mount {}", image.display());
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| look(&mnt.path().join("src"))));
+    let status = Command::new("umount").arg(mnt.path()).status().unwrap();
+    assert!(status.success(), "cannot unmount {}", mnt.path().display());
+    seen.unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Sends SIGINT to a child process.
