@@ -617,7 +617,7 @@ mod tests {
 
     /// The image of a tree, mounted, is the tar: same digest, same bytes.
     #[test]
-    #[ignore = "needs root, to mount the image"]
+    #[ignore = "needs root, to mount the image, and fsck.erofs"]
     fn an_image_of_the_sources_mounts_as_the_tar() {
         let (dir, opts, big, long) = odd_project();
         std::os::unix::fs::symlink("..", dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"))).unwrap();
@@ -643,6 +643,9 @@ mod tests {
             fs_err::read_to_string(mnt.join("src/many/d2/file-0399.txt")).unwrap(),
         );
         rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::empty()).unwrap();
+        // erofs-utils' own checker agrees (scripts/engine-up installs it).
+        let fsck = std::process::Command::new("fsck.erofs").arg(&img).output().expect("fsck.erofs (erofs-utils) runs");
+        assert!(fsck.status.success(), "fsck.erofs: {}", String::from_utf8_lossy(&fsck.stderr));
         assert_eq!(seen.0, tar.digest, "the mounted image is the tar");
         assert_eq!(seen.1, big);
         assert_eq!(seen.2, Path::new(&long));
