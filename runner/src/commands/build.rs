@@ -386,16 +386,10 @@ async fn create_mounted(
         Err(e) if format!("{e:#}").contains("mount") => return Ok(Err(format!("{e:#}"))),
         Err(e) => return Err(e),
     };
-    let mut ready = Ok(true);
-    for probe in stage.probes() {
-        ready = engine.path_exists(guard.id(), &probe).await;
-        if !matches!(ready, Ok(true)) {
-            break;
-        }
-    }
-    if let Ok(true) = ready {
-        ready = stage.clear_probe(source_date_epoch).map(|()| true);
-    }
+    let ready = match engine.path_exists(guard.id(), &stage.probe()).await {
+        Ok(true) => stage.clear_probe(source_date_epoch).map(|()| true),
+        other => other,
+    };
     match ready {
         Ok(true) => Ok(Ok(guard)),
         Ok(false) => {
