@@ -602,6 +602,38 @@ fn sources_are_uploaded_when_the_engine_cannot_see_them() {
     }
 }
 
+/// An engine that sees the stage directory but not the mounts repro-run
+/// makes in it (repro-run in a private mount namespace, as in a CI job's
+/// container that shares the disk): the overlay of a kept tree is not
+/// trusted, a copy is.
+#[test]
+#[ignore = "needs an engine, root and unshare"]
+fn mounts_the_engine_cannot_see_are_not_trusted() {
+    for engine in engines() {
+        let (p, cache) = (Project::copying_input(), tempfile::tempdir().unwrap());
+        let run = |args: &[&str]| {
+            let mut all = vec!["-v"];
+            all.extend_from_slice(args);
+            p.build_unshared(&engine, &["--mount", "--propagation", "private"], "true", &all, &cache)
+        };
+        let (code, stderr) = run(&["--sources", "mount"]);
+        assert_eq!(code, Some(2), "on {engine}:\n{stderr}");
+        assert!(stderr.contains("does not see what is mounted at"), "on {engine}:\n{stderr}");
+
+        let (code, stderr) = run(&["--sources", "auto"]);
+        assert_eq!(code, Some(0), "on {engine}:\n{stderr}");
+        assert!(stderr.contains("(uploaded)"), "on {engine}:\n{stderr}");
+        assert_eq!(p.read("repro-out/out/copy"), "data");
+
+        let (code, stderr) = run(&["--sources", "mount", "--source-cache", "0"]);
+        assert_eq!(code, Some(0), "on {engine}:\n{stderr}");
+        assert!(stderr.contains("(mounted)"), "on {engine}:\n{stderr}");
+        assert_eq!(p.read("repro-out/out/copy"), "data");
+        p.assert_no_leftovers();
+        p.assert_no_containers(&engine);
+    }
+}
+
 /// An engine whose `/info` names another machine is not asked to mount
 /// anything (so Podman creates nothing over there): `auto` uploads, and
 /// `--sources mount` says why. Simulated by running repro-run under another
