@@ -118,7 +118,9 @@ pub struct HostFacts {
 pub struct Timings {
     /// Finding or making the base and toolchain images.
     pub prepare_ms: u64,
-    /// Walking the project and writing the normalised source tar.
+    /// Walking the project and making the normalised sources: the tar to
+    /// upload, the staged copy, or the kept tree found or written (the
+    /// container is created meanwhile then, and counts here).
     pub source_ms: u64,
     /// Uploading the sources.
     pub upload_ms: u64,

@@ -233,7 +233,8 @@ struct Placed {
     guard: ContainerGuard,
     digest: Digest,
     entries: usize,
-    /// Time spent making the normalised tree or tar.
+    /// Time spent making the normalised tree or tar (and, over a kept
+    /// tree, creating the container meanwhile).
     source_ms: u64,
     way: Way,
 }
