@@ -83,7 +83,7 @@ pub struct Staged {
     pub bytes: u64,
 }
 
-/// The sources' paths, walked once: what [`digest`] and [`image`] read.
+/// The sources' paths, walked once: what [`digest()`] and [`image`] read.
 pub struct Walked {
     root: PathBuf,
     paths: Vec<(PathBuf, Kind)>,

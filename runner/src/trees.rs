@@ -4,28 +4,33 @@
 //! Writing a 10,000-file tree costs far more than reading and hashing it:
 //! every file is an inode to allocate and later to delete, and on some
 //! disks that is seconds. Yet most builds see a tree they have seen before:
-//! `verify` rebuilds the same sources, CI jobs re-run, a developer builds
-//! twice. So a staged tree is not deleted after the build. It stays in
-//! `trees/<hex>/src` under the stage directory, named by the digest of its
-//! normalised tar, and read-only to builds: each build mounts an overlay
-//! whose lower layer is the kept tree and whose upper layer is the build's
-//! own stage directory ([`crate::staging::StageDir::overlaid`]). The build
-//! writes where it likes; the kept tree never changes.
+//! a second build to compare, a CI re-run, a developer building twice. So
+//! a staged tree is not deleted after the build. It stays in `trees/`
+//! under the stage directory, named by the digest of its normalised tar,
+//! read-only to builds: each build mounts an overlay whose lower layer is
+//! the kept tree and whose upper layer is the build's own stage directory
+//! ([`crate::staging::StageDir::mount_tree`]). The build writes where it
+//! likes; the kept tree never changes.
+//!
+//! A kept tree is one EROFS image, `trees/<hex>.erofs` ([`Form::Image`]),
+//! written from the tar while it is hashed and mounted read-only; on a
+//! kernel that cannot mount an image file, a directory `trees/<hex>/src`
+//! ([`Form::Dir`]).
 //!
 //! A build first reads and hashes the sources (the digest goes into the
 //! record anyway). If a tree of that digest is kept, nothing is written.
-//! Otherwise the tree is staged once into `trees/.new-*` and renamed to its
-//! digest when complete, so a half-written tree is never found.
+//! Otherwise the tree is written once under `trees/.new-*` and renamed to
+//! its digest when complete, so a half-written tree is never found.
 //!
 //! Locks: a build holds a shared `flock` on the tree it uses, and the
 //! writer of a new tree an exclusive one, so that eviction (which takes an
 //! exclusive lock without waiting) never removes a tree in use. Trees are
-//! evicted least recently used first (a tree's directory mtime is its last
-//! use) once their sizes add up to more than the budget
-//! (`--source-cache`); the tree in use is always kept.
+//! evicted least recently used first (a tree's mtime is its last use) once
+//! their sizes add up to more than the budget (`--source-cache`); the tree
+//! in use is always kept.
 //!
-//! Mounting an overlay needs `CAP_SYS_ADMIN`; without it ([`usable`]), a
-//! build stages its own copy as before.
+//! Mounting needs `CAP_SYS_ADMIN`; without it ([`cannot_overlay`]), a build
+//! stages its own copy instead.
 
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
@@ -54,6 +59,10 @@ fn images_mount(dir: &Path) -> Result<()> {
     }
     fs_err::create_dir_all(dir)?;
     let probe = tempfile::Builder::new().prefix(".new-probe-").tempdir_in(dir)?;
+    // Locked like a tree being written, so that no eviction sweeps it away.
+    let lock = fs_err::File::open(probe.path())?;
+    rustix::fs::flock(&lock, FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", probe.path().display()))?;
     let image = probe.path().join("probe.erofs");
     let root = erofs::Meta { mode: 0o755, uid: 0, gid: 0, mtime: 0 };
     let file = fs_err::File::create(&image)?;
