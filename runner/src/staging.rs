@@ -58,7 +58,7 @@ pub struct StageDir {
     /// Eviction of other kept trees, joined before this one goes.
     evicting: Option<std::thread::JoinHandle<()>>,
     /// An exclusive lock on the directory: a live build's is never swept.
-    _lock: Option<fs_err::File>,
+    _lock: fs_err::File,
 }
 
 impl StageDir {
@@ -72,7 +72,7 @@ impl StageDir {
         let lock = fs_err::File::open(dir.path())?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .with_context(|| format!("cannot lock {}", dir.path().display()))?;
-        Ok(StageDir { dir: Some(dir), tree: None, mounts: Vec::new(), evicting: None, _lock: Some(lock) })
+        Ok(StageDir { dir: Some(dir), tree: None, mounts: Vec::new(), evicting: None, _lock: lock })
     }
 
     /// A staging directory in `base` for an overlay at `src/`: the

@@ -53,8 +53,7 @@ const IMAGE_SUFFIX: &str = ".erofs";
 /// Whether this kernel mounts an EROFS image file (no loop device): a
 /// one-directory image is written in `dir`, mounted and unmounted.
 fn images_mount(dir: &Path) -> Result<()> {
-    let known = fs_err::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !known.lines().any(|l| l.split_whitespace().last() == Some("erofs")) {
+    if !kernel_has("erofs") {
         anyhow::bail!("the kernel has no erofs filesystem (see /proc/filesystems)");
     }
     fs_err::create_dir_all(dir)?;
@@ -76,6 +75,12 @@ fn images_mount(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `/proc/filesystems` lists `fs`.
+fn kernel_has(fs: &str) -> bool {
+    let known = fs_err::read_to_string("/proc/filesystems").unwrap_or_default();
+    known.lines().any(|l| l.split_whitespace().last() == Some(fs))
+}
+
 /// Why an overlay cannot be mounted by this process, if it cannot.
 pub fn cannot_overlay(stage_base: &Path) -> Option<String> {
     // CAP_SYS_ADMIN is bit 21 of the effective capabilities.
@@ -83,8 +88,7 @@ pub fn cannot_overlay(stage_base: &Path) -> Option<String> {
     if caps.is_none_or(|c| c & (1 << 21) == 0) {
         return Some("this process lacks CAP_SYS_ADMIN, which mounting an overlay needs".to_owned());
     }
-    let known = fs_err::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !known.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+    if !kernel_has("overlay") {
         return Some("the kernel has no overlay filesystem (see /proc/filesystems)".to_owned());
     }
     // Overlay options are separated by commas and lower layers by colons.
