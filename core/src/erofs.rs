@@ -123,6 +123,32 @@ pub struct ImageWriter<W: Write + Seek> {
     dirs: HashMap<Vec<u8>, usize>,
     /// The next free block for data.
     next_block: u64,
+    /// The file (or link) whose data is being written.
+    open: Option<Open>,
+}
+
+/// A file whose data is being written.
+struct Open {
+    index: usize,
+    /// Bytes still to come.
+    left: u64,
+}
+
+/// Appends what is written to the open file.
+struct Appender<'a, W: Write + Seek>(&'a mut ImageWriter<W>);
+
+impl<W: Write + Seek> Write for Appender<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.append(data).map_err(|e| match e {
+            ImageError::Io(e) => e,
+            other => io::Error::other(other),
+        })?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl<W: Write + Seek> ImageWriter<W> {
@@ -131,7 +157,7 @@ impl<W: Write + Seek> ImageWriter<W> {
         out.seek(SeekFrom::Start(BLOCK))?;
         let node =
             Node { name: Vec::new(), parent: 0, kind: Kind::Dir, meta: root, size: 0, block: 0, children: Vec::new() };
-        Ok(ImageWriter { out, nodes: vec![node], dirs: HashMap::from([(Vec::new(), 0)]), next_block: 1 })
+        Ok(ImageWriter { out, nodes: vec![node], dirs: HashMap::from([(Vec::new(), 0)]), next_block: 1, open: None })
     }
 
     /// Adds the directory `path` (relative, `/`-separated).
@@ -146,17 +172,70 @@ impl<W: Write + Seek> ImageWriter<W> {
         if target.is_empty() || target.len() as u64 > BLOCK {
             return Err(bad(path, format!("a link target of {} bytes (1 to {BLOCK} are allowed)", target.len())));
         }
-        let index = self.add(path, Kind::Symlink, meta, target.len() as u64)?;
-        self.data(index, &mut &target[..])
+        self.begin(path, Kind::Symlink, meta, target.len() as u64)?;
+        self.append(target)?;
+        self.end_file()
     }
 
     /// Adds the regular file `path` of `size` bytes, read from `data`.
     pub fn file(&mut self, path: &[u8], meta: Meta, size: u64, data: &mut impl Read) -> Result<(), ImageError> {
-        let index = self.add(path, Kind::File, meta, size)?;
-        self.data(index, data)
+        self.begin_file(path, meta, size)?;
+        io::copy(&mut data.take(size), &mut Appender(self))?;
+        self.end_file()
+    }
+
+    /// Adds the regular file `path` of `size` bytes, whose data follows in
+    /// [`ImageWriter::append`] calls until [`ImageWriter::end_file`].
+    pub fn begin_file(&mut self, path: &[u8], meta: Meta, size: u64) -> Result<(), ImageError> {
+        self.begin(path, Kind::File, meta, size)
+    }
+
+    fn begin(&mut self, path: &[u8], kind: Kind, meta: Meta, size: u64) -> Result<(), ImageError> {
+        let index = self.add(path, kind, meta, size)?;
+        self.nodes[index].block = if size == 0 { 0 } else { self.next_block };
+        self.open = Some(Open { index, left: size });
+        Ok(())
+    }
+
+    /// Writes the next bytes of the file begun last.
+    pub fn append(&mut self, data: &[u8]) -> Result<(), ImageError> {
+        let Some(open) = &mut self.open else {
+            return Err(bad(b"", "data outside any file"));
+        };
+        if data.len() as u64 > open.left {
+            let index = open.index;
+            let size = self.nodes[index].size;
+            return Err(bad(&self.path_of(index), format!("more data than the {size} bytes the tar says")));
+        }
+        open.left -= data.len() as u64;
+        self.out.write_all(data)?;
+        Ok(())
+    }
+
+    /// Ends the file begun last: all its bytes must have come.
+    pub fn end_file(&mut self) -> Result<(), ImageError> {
+        let Some(Open { index, left }) = self.open.take() else {
+            return Ok(());
+        };
+        let size = self.nodes[index].size;
+        if left > 0 {
+            let path = self.path_of(index);
+            return Err(bad(&path, format!("{} bytes of data where the tar says {size}", size - left)));
+        }
+        let blocks = size.div_ceil(BLOCK);
+        let pad = blocks * BLOCK - size;
+        if pad > 0 {
+            self.out.seek(SeekFrom::Current(pad as i64))?;
+        }
+        self.next_block += blocks;
+        Ok(())
     }
 
     fn add(&mut self, path: &[u8], kind: Kind, meta: Meta, size: u64) -> Result<usize, ImageError> {
+        if let Some(open) = &self.open {
+            let open = String::from_utf8_lossy(&self.path_of(open.index)).into_owned();
+            return Err(bad(path, format!("it comes before the data of `{open}` ends")));
+        }
         let path = trim(path);
         let (parent_path, name) = match path.iter().rposition(|&b| b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
@@ -176,27 +255,6 @@ impl<W: Write + Seek> ImageWriter<W> {
         Ok(index)
     }
 
-    /// Streams the data of `index` to the next free blocks.
-    fn data(&mut self, index: usize, data: &mut impl Read) -> Result<(), ImageError> {
-        let size = self.nodes[index].size;
-        if size == 0 {
-            return Ok(());
-        }
-        let copied = io::copy(&mut data.take(size), &mut self.out)?;
-        if copied != size {
-            let path = self.path_of(index);
-            return Err(bad(&path, format!("{copied} bytes of data where the tar says {size}")));
-        }
-        let blocks = size.div_ceil(BLOCK);
-        let pad = blocks * BLOCK - size;
-        if pad > 0 {
-            self.out.seek(SeekFrom::Current(pad as i64))?;
-        }
-        self.nodes[index].block = self.next_block;
-        self.next_block += blocks;
-        Ok(())
-    }
-
     fn path_of(&self, mut index: usize) -> Vec<u8> {
         let mut parts = Vec::new();
         while index != 0 {
@@ -209,7 +267,8 @@ impl<W: Write + Seek> ImageWriter<W> {
 
     /// Writes the inodes, the directories and the superblock, and returns
     /// the output.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub fn finish(mut self) -> Result<W, ImageError> {
+        self.end_file()?;
         let nid = |i: usize| FIRST_NID + 2 * i as u64;
         let meta_block = self.next_block;
         let meta_bytes = nid(self.nodes.len()) * 32;
@@ -361,7 +420,7 @@ pub fn from_tar<R: Read, W: Write + Seek>(tar: R, out: W, root: Meta) -> Result<
             other => return Err(bad(&path, format!("a tar entry of type {other:?}, which sources do not have"))),
         }
     }
-    Ok(image.finish()?)
+    image.finish()
 }
 
 #[cfg(test)]
@@ -476,6 +535,24 @@ mod tests {
         assert!(
             msg(w.file(b"d/f", M, 9, &mut &b"short"[..]).unwrap_err()).contains("5 bytes of data where the tar says 9")
         );
+        w.begin_file(b"d/g", M, 4).unwrap();
+        w.append(b"ab").unwrap();
+        assert!(msg(w.dir(b"d/h", M).unwrap_err()).contains("before the data of `d/g` ends"));
+        assert!(msg(w.append(b"cde").unwrap_err()).contains("more data than the 4 bytes"));
+        assert!(msg(w.finish().unwrap_err()).contains("2 bytes of data where the tar says 4"));
+    }
+
+    #[test]
+    fn data_in_pieces_is_the_same_image() {
+        let whole = image(|w| w.file(b"f", M, 5000, &mut &[7u8; 5000][..]).unwrap());
+        let pieces = image(|w| {
+            w.begin_file(b"f", M, 5000).unwrap();
+            for _ in 0..5 {
+                w.append(&[7u8; 1000]).unwrap();
+            }
+            w.end_file().unwrap();
+        });
+        assert_eq!(whole, pieces);
     }
 
     #[test]

@@ -279,6 +279,56 @@ pub fn digest_tar_at<R: Read>(reader: R, kind: TreeKind, root: &[u8]) -> Result<
     tar::digest(reader, kind, root)
 }
 
+/// A tree digest fed entry by entry, by a reader that knows each entry's
+/// metadata and has hashed its content itself: the same digest as
+/// [`digest_tar`] of a tar holding those entries, without making the tar.
+///
+/// Paths are tar paths (`src/a/b`), normalised as the tar reader does;
+/// entries may come in any order, and a later one replaces an earlier one.
+pub struct TreeBuilder {
+    tree: tree::Tree,
+}
+
+impl TreeBuilder {
+    /// An empty tree of `kind`.
+    pub fn new(kind: TreeKind) -> Self {
+        TreeBuilder { tree: tree::Tree::new(kind) }
+    }
+
+    /// Adds a directory.
+    pub fn dir(&mut self, path: &[u8], mode: u32, uid: u64, gid: u64) -> Result<(), TreeError> {
+        self.insert(path, tree::Node::Dir, mode, uid, gid)
+    }
+
+    /// Adds a regular file of `size` bytes whose blake3 is `hash`.
+    pub fn file(
+        &mut self,
+        path: &[u8],
+        mode: u32,
+        (uid, gid): (u64, u64),
+        size: u64,
+        hash: blake3::Hash,
+    ) -> Result<(), TreeError> {
+        self.insert(path, tree::Node::File { size, hash: *hash.as_bytes() }, mode, uid, gid)
+    }
+
+    /// Adds a symbolic link to `target` (kept byte for byte).
+    pub fn symlink(&mut self, path: &[u8], target: &[u8], uid: u64, gid: u64) -> Result<(), TreeError> {
+        self.insert(path, tree::Node::Symlink(target.to_vec()), 0o777, uid, gid)
+    }
+
+    fn insert(&mut self, path: &[u8], node: tree::Node, mode: u32, uid: u64, gid: u64) -> Result<(), TreeError> {
+        let path = tree::normalize(path)?;
+        self.tree.insert(path, tree::Record::new(node, mode, uid, gid, Vec::new()));
+        Ok(())
+    }
+
+    /// The digest of the entries added.
+    pub fn finish(self) -> Result<Digest, TreeError> {
+        self.tree.finish(b"")
+    }
+}
+
 /// The tree digest of a directory on disk; symlinks are never followed.
 ///
 /// `root` itself is resolved like any path argument; nothing below it is
@@ -300,4 +350,48 @@ pub(crate) fn show(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar of a few entries, and the same entries fed to a builder.
+    #[test]
+    fn a_builder_gives_the_digest_of_the_tar_of_its_entries() {
+        let mut tar = ::tar::Builder::new(Vec::new());
+        let mut add = |kind: ::tar::EntryType, path: &str, mode: u32, data: &[u8], link: Option<&str>| {
+            let mut h = ::tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(1000);
+            h.set_gid(1001);
+            h.set_size(data.len() as u64);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            tar.append_data(&mut h, path, data).unwrap();
+        };
+        add(::tar::EntryType::Directory, "src", 0o755, b"", None);
+        add(::tar::EntryType::Regular, "src/b.c", 0o644, b"int b;", None);
+        add(::tar::EntryType::Directory, "src/a", 0o755, b"", None);
+        add(::tar::EntryType::Regular, "src/a/run", 0o755, b"#!/bin/sh", None);
+        add(::tar::EntryType::Symlink, "src/link", 0o777, b"", Some("a/run"));
+        let tar = tar.into_inner().unwrap();
+
+        let from_tar = digest_tar(&tar[..], TreeKind::Artifacts).unwrap();
+        let built = |b_mode: u32| {
+            let mut b = TreeBuilder::new(TreeKind::Artifacts);
+            // Another order, and paths spelled another way: the same tree.
+            b.symlink(b"src/link", b"a/run", 1000, 1001).unwrap();
+            b.file(b"./src/a/run", 0o755, (1000, 1001), 9, blake3::hash(b"#!/bin/sh")).unwrap();
+            b.dir(b"src/a/", 0o755, 1000, 1001).unwrap();
+            b.file(b"src/b.c", b_mode, (1000, 1001), 6, blake3::hash(b"int b;")).unwrap();
+            b.dir(b"src", 0o755, 1000, 1001).unwrap();
+            b.finish().unwrap()
+        };
+        assert_eq!(built(0o644), from_tar);
+        assert_ne!(built(0o600), from_tar, "a mode counts");
+        assert!(TreeBuilder::new(TreeKind::Artifacts).dir(b"src/../x", 0o755, 0, 0).is_err());
+    }
 }
