@@ -25,6 +25,7 @@
 mod cache;
 mod cli;
 mod commands;
+mod direct;
 mod engine;
 mod exit;
 mod images;

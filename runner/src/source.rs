@@ -8,10 +8,14 @@
 //! `exclude` (the output directory and the record, when they sit inside the
 //! project). The tar also creates the build user's empty `HOME`.
 //!
-//! The tar is uploaded through the engine ([`build`]), or the same entries
+//! The tar is uploaded through the engine ([`build`]). Or the same entries
 //! are written as files into a staging directory that is bind-mounted
-//! ([`stage`]; see [`crate::staging`]). Both give the same digest, because
-//! both digest the same tar stream.
+//! ([`stage`]; see [`crate::staging`]), or as an EROFS image kept for later
+//! builds ([`image`]; see [`crate::trees`]), or only digested ([`digest`]).
+//! Those three make no tar: each file is read once and its entry handed to
+//! [`digest::TreeBuilder`], which gives the digest of the tar that would
+//! hold it. All four give the same digest for the same tree (the tests
+//! compare them).
 
 use std::io::{BufWriter, Read, Seek as _, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt as _;
@@ -24,7 +28,7 @@ use repro_run_core::digest::{self, Digest, TreeKind};
 use repro_run_core::erofs;
 use repro_run_core::hermetic;
 
-use crate::pipe;
+use crate::direct::DirectWriter;
 
 /// A finished source tar on disk.
 pub struct SourceTar {
@@ -62,7 +66,7 @@ pub fn build(opts: &SourceOptions) -> Result<SourceTar> {
         .suffix(".tar")
         .tempfile()
         .context("cannot create a temporary file for the source tar")?;
-    let (out, Count { entries, .. }) = write_tree(&root, &paths, opts, BufWriter::new(file.as_file_mut()), None)?;
+    let (out, Count { entries, .. }) = write_tree(&root, &paths, opts, BufWriter::new(file.as_file_mut()))?;
     out.into_inner().map_err(|e| e.into_error()).context("cannot finish the source tar")?;
 
     let f = file.as_file_mut();
@@ -96,90 +100,236 @@ pub fn walk_sources(opts: &SourceOptions) -> Result<Walked> {
     Ok(Walked { root, paths })
 }
 
+/// A fingerprint of the walked sources as they stand on disk: each path
+/// with its inode's identity, size, mode, mtime and ctime (which any write
+/// changes), and the owner and mtime the tree is stamped with. Reading no
+/// file, it costs one `lstat` per entry. It only guesses: the same
+/// fingerprint almost surely means the same content, but builds still read
+/// and digest the sources ([`crate::trees::TreeCache::expected`]).
+pub fn fingerprint(opts: &SourceOptions, walked: &Walked) -> Result<Digest> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    // Gathered, then hashed at once: faster than 10,000 small updates.
+    let mut h = Vec::with_capacity(walked.paths.len() * 96);
+    h.extend_from_slice(b"repro-run source fingerprint 1\0");
+    h.extend_from_slice(walked.root.as_os_str().as_bytes());
+    h.extend_from_slice(&opts.source_date_epoch.to_le_bytes());
+    h.extend_from_slice(&opts.owner.0.to_le_bytes());
+    h.extend_from_slice(&opts.owner.1.to_le_bytes());
+    // Each name is looked up in its directory, opened once for a run of
+    // its entries: half the time of a lookup from the root.
+    let mut dir: Option<(&Path, rustix::fd::OwnedFd)> = None;
+    for (rel, _) in &walked.paths {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let fd = match &dir {
+            Some((p, fd)) if *p == parent => fd,
+            _ => {
+                let path = walked.root.join(parent);
+                let fd = rustix::fs::open(&path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .with_context(|| format!("cannot open the source directory {}", path.display()))?;
+                &dir.insert((parent, fd)).1
+            }
+        };
+        let name = rel.file_name().unwrap_or(rel.as_os_str());
+        let st = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .with_context(|| format!("cannot stat the source {}", walked.root.join(rel).display()))?;
+        h.push(0);
+        h.extend_from_slice(rel.as_os_str().as_bytes());
+        h.push(0);
+        for n in [st.st_dev, st.st_ino, st.st_size as u64, u64::from(st.st_mode)] {
+            h.extend_from_slice(&n.to_le_bytes());
+        }
+        for n in [st.st_mtime, st.st_mtime_nsec as i64, st.st_ctime, st.st_ctime_nsec as i64] {
+            h.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+    Ok(Digest::of_bytes(&h))
+}
+
 /// The digest of the normalised tar of the sources, with its number of
 /// entries and bytes, without writing the tar or the files anywhere: the key
 /// under which an unchanged tree is found again ([`crate::trees`]).
 pub fn digest(opts: &SourceOptions, walked: &Walked) -> Result<Staged> {
-    let (writer, reader) = pipe::pipe();
-    std::thread::scope(|s| {
-        let digester = s.spawn(move || digest::digest_tar(reader, TreeKind::Artifacts));
-        let written = write_tree(&walked.root, &walked.paths, opts, writer, None)
-            .and_then(|(w, n)| w.finish().context("the source digest stopped early").map(|()| n));
-        let digest = digester.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
-        let Count { entries, bytes } = written?;
-        Ok(Staged { digest: digest.context("cannot digest the source tar")?, entries, bytes })
-    })
+    read(opts, walked, Sink::Nowhere)
 }
 
 /// Writes the normalised tree of the sources as an EROFS image to `out`
 /// ([`repro_run_core::erofs`]; the tar's `home/` and `src/` are its top
-/// directories), and digests the same tar meanwhile: this thread reads the
-/// files and makes the tar, one thread digests it, another writes the
-/// image.
+/// directories, written with direct I/O, [`DirectWriter`]), and digests it
+/// meanwhile.
 pub fn image(opts: &SourceOptions, walked: &Walked, out: fs_err::File) -> Result<Staged> {
-    let (root, paths) = (&walked.root, &walked.paths);
-    let (to_digest, digest_from) = pipe::pipe();
-    let (to_image, image_from) = pipe::pipe();
     let top = erofs::Meta { mode: 0o755, uid: 0, gid: 0, mtime: opts.source_date_epoch };
-    std::thread::scope(|s| {
-        let digester = s.spawn(move || digest::digest_tar(digest_from, TreeKind::Artifacts));
-        let imager = s.spawn(move || erofs::from_tar(image_from, BufWriter::with_capacity(1 << 20, out), top));
-        let written = write_tree(root, paths, opts, Both(to_digest, to_image), None).and_then(|(Both(a, b), n)| {
-            a.finish().context("the source digest stopped early")?;
-            b.finish().context("the source image stopped early")?;
-            Ok(n)
-        });
-        let digest = digester.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
-        let imaged = imager.join().map_err(|_| anyhow::anyhow!("the source image thread panicked"))?;
-        // The image's error explains why the tar could not be handed on.
-        let file = imaged.context("cannot write the image of the sources")?;
-        let Count { entries, bytes } = written?;
-        file.into_inner().map_err(|e| e.into_error()).context("cannot write the image of the sources")?;
-        Ok(Staged { digest: digest.context("cannot digest the source tar")?, entries, bytes })
-    })
-}
-
-/// Writes everything to both.
-struct Both<A, B>(A, B);
-
-impl<A: Write, B: Write> Write for Both<A, B> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.write_all(data)?;
-        self.1.write_all(data)?;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()?;
-        self.1.flush()
-    }
+    let out = DirectWriter::new(out)?;
+    tracing::debug!(
+        "writing the image of the sources {}",
+        if out.is_direct() { "directly" } else { "through the page cache" }
+    );
+    let image = erofs::ImageWriter::new(out, top)?;
+    read(opts, walked, Sink::Image(Box::new(Imager { image, mtime: opts.source_date_epoch })))
 }
 
 /// Writes the normalised tree of the sources into the empty directory `dest`,
 /// as `dest/src` and `dest/home/build`, with the owners, modes and mtimes
-/// the tar would give them. The tar itself is still made, in memory: this
-/// thread reads each file once and hands its bytes both to a thread that
-/// digests the tar and to a thread that writes the staged files.
+/// the tar would give them, and digests it meanwhile.
 pub fn stage(opts: &SourceOptions, dest: &Path) -> Result<Staged> {
-    let root = fs_err::canonicalize(&opts.root)?;
-    let paths = sorted_walk(&root, opts)?;
-    let (writer, reader) = pipe::pipe();
-    let (ops, todo) = std::sync::mpsc::sync_channel::<Op>(64);
+    let walked = walk_sources(opts)?;
+    let (to_stager, todo) = std::sync::mpsc::sync_channel::<Op>(64);
     let stager = Stager::new(dest, opts);
     std::thread::scope(|s| {
-        let digester = s.spawn(move || digest::digest_tar(reader, TreeKind::Artifacts));
-        let staged = s.spawn(move || stager.run(todo));
-        let written = write_tree(&root, &paths, opts, writer, Some(ops))
-            .and_then(|(w, n)| w.finish().context("the source digest stopped early").map(|()| n));
-        let staged = staged.join().map_err(|_| anyhow::anyhow!("the staging thread panicked"))?;
-        let digest = digester.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
-        // The staging thread's error explains why this thread could not hand
-        // it more, and a read error explains a truncated digest stream.
+        let staging = s.spawn(move || stager.run(todo));
+        let read = read(opts, &walked, Sink::Stage(to_stager));
+        let staged = staging.join().map_err(|_| anyhow::anyhow!("the staging thread panicked"))?;
+        // The staging thread's error explains why the others stopped.
         staged?;
-        let Count { entries, bytes } = written?;
-        let digest = digest.context("cannot digest the source tar")?;
+        read
+    })
+}
+
+/// Reads each source file once, on this thread, and hands the entries, in
+/// the tar's order, to a thread that digests them and passes them on to
+/// `sink`. The digest is the one [`build`]'s tar gets, without making the
+/// tar: the entries go to [`digest::TreeBuilder`] as they are.
+fn read(opts: &SourceOptions, walked: &Walked, sink: Sink) -> Result<Staged> {
+    let (ops, todo) = std::sync::mpsc::sync_channel::<Op>(64);
+    std::thread::scope(|s| {
+        let taker = s.spawn(move || take(todo, opts.owner, sink));
+        let read = send_entries(walked, ops);
+        let digest = taker.join().map_err(|_| anyhow::anyhow!("the source digest thread panicked"))?;
+        // The taking thread's error explains why this one could not hand
+        // it more.
+        let digest = digest?;
+        let Count { entries, bytes } = read?;
         Ok(Staged { digest, entries, bytes })
     })
+}
+
+/// Reads the walked sources and sends them to `ops`: the tar's three top
+/// directories, then the entries under `src/`.
+fn send_entries(walked: &Walked, ops: SyncSender<Op>) -> Result<Count> {
+    let stopped = || anyhow::anyhow!("the source digest thread stopped");
+    let send = |op: Op| ops.send(op).map_err(|_| stopped());
+    let home = hermetic::HOME.trim_start_matches('/');
+    let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
+    send(Op::PlainDir(PathBuf::from(home.split('/').next().unwrap_or("home"))))?;
+    send(Op::Dir(PathBuf::from(home)))?;
+    send(Op::Dir(src.to_owned()))?;
+    let mut entries = 0;
+    let mut bytes = 0;
+    for (rel, kind) in &walked.paths {
+        if crate::signal::stop_requested() {
+            return Err(crate::exit::Interrupted.into());
+        }
+        let abs = walked.root.join(rel);
+        let name = src.join(rel);
+        match kind {
+            Kind::Dir => send(Op::Dir(name))?,
+            Kind::Symlink => send(Op::Symlink(name, fs_err::read_link(&abs)?))?,
+            Kind::File => {
+                let mut f = fs_err::File::open(&abs)?;
+                let meta = f.metadata()?;
+                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                let size = meta.len();
+                bytes += size;
+                let changed = || format!("{} changed while it was read: build again", abs.display());
+                if size <= SMALL_FILE {
+                    let mut buf = vec![0; size as usize];
+                    f.read_exact(&mut buf).with_context(changed)?;
+                    send(Op::File(name, mode, buf))?;
+                } else {
+                    send(Op::Open(name, mode, size))?;
+                    let mut left = size;
+                    while left > 0 {
+                        let mut buf = vec![0; left.min(SMALL_FILE) as usize];
+                        f.read_exact(&mut buf).with_context(changed)?;
+                        left -= buf.len() as u64;
+                        send(Op::Data(buf))?;
+                    }
+                    send(Op::Close)?;
+                }
+            }
+        }
+        entries += 1;
+    }
+    Ok(Count { entries, bytes })
+}
+
+/// Where the entries go besides the digest.
+enum Sink {
+    /// Nowhere: only the digest is wanted.
+    Nowhere,
+    Image(Box<Imager>),
+    /// On to the thread that stages the files.
+    Stage(SyncSender<Op>),
+}
+
+/// Digests the entries from `todo` and passes them on to `sink`, until the
+/// sender is gone.
+fn take(todo: Receiver<Op>, owner: (u32, u32), mut sink: Sink) -> Result<Digest> {
+    let mut tree = digest::TreeBuilder::new(TreeKind::Artifacts);
+    let ids = (u64::from(owner.0), u64::from(owner.1));
+    let mut open: Option<(Vec<u8>, u32, u64, blake3::Hasher)> = None;
+    for op in todo {
+        match &op {
+            Op::PlainDir(name) => tree.dir(bytes(name), 0o755, 0, 0)?,
+            Op::Dir(name) => tree.dir(bytes(name), 0o755, ids.0, ids.1)?,
+            Op::Symlink(name, target) => tree.symlink(bytes(name), bytes(target), ids.0, ids.1)?,
+            Op::File(name, mode, data) => tree.file(bytes(name), *mode, ids, data.len() as u64, blake3::hash(data))?,
+            Op::Open(name, mode, size) => open = Some((bytes(name).to_vec(), *mode, *size, blake3::Hasher::new())),
+            Op::Data(data) => {
+                open.as_mut().context("source data without a file")?.3.update(data);
+            }
+            Op::Close => {
+                let (name, mode, size, hasher) = open.take().context("a source file closed twice")?;
+                tree.file(&name, mode, ids, size, hasher.finalize())?;
+            }
+        }
+        match &mut sink {
+            Sink::Nowhere => {}
+            Sink::Image(imager) => imager.take(&op, owner)?,
+            Sink::Stage(to) => to.send(op).map_err(|_| anyhow::anyhow!("the staging thread stopped"))?,
+        }
+    }
+    if let Sink::Image(imager) = sink {
+        imager.finish()?;
+    }
+    Ok(tree.finish()?)
+}
+
+/// A path's bytes, as the tar and the image hold them.
+fn bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+/// Writes the entries into an EROFS image.
+struct Imager {
+    image: erofs::ImageWriter<DirectWriter>,
+    mtime: u64,
+}
+
+impl Imager {
+    fn take(&mut self, op: &Op, (uid, gid): (u32, u32)) -> Result<()> {
+        let meta = |mode: u16, (uid, gid)| erofs::Meta { mode, uid, gid, mtime: self.mtime };
+        let image = &mut self.image;
+        match op {
+            Op::PlainDir(name) => image.dir(bytes(name), meta(0o755, (0, 0)))?,
+            Op::Dir(name) => image.dir(bytes(name), meta(0o755, (uid, gid)))?,
+            Op::Symlink(name, target) => image.symlink(bytes(name), bytes(target), meta(0o777, (uid, gid)))?,
+            Op::File(name, mode, data) => {
+                image.begin_file(bytes(name), meta(*mode as u16, (uid, gid)), data.len() as u64)?;
+                image.append(data)?;
+                image.end_file()?;
+            }
+            Op::Open(name, mode, size) => image.begin_file(bytes(name), meta(*mode as u16, (uid, gid)), *size)?,
+            Op::Data(data) => image.append(data)?,
+            Op::Close => image.end_file()?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        let out = self.image.finish().context("cannot write the image of the sources")?;
+        out.finish().context("cannot write the image of the sources")?;
+        Ok(())
+    }
 }
 
 fn sorted_walk(root: &Path, opts: &SourceOptions) -> Result<Vec<(PathBuf, Kind)>> {
@@ -197,33 +347,17 @@ struct Count {
 }
 
 /// Writes the normalised tar of `paths` (relative to `root`, sorted) to
-/// `out`, and, with `stage`, sends the same entries to the staging thread.
-fn write_tree<W: Write>(
-    root: &Path,
-    paths: &[(PathBuf, Kind)],
-    opts: &SourceOptions,
-    out: W,
-    stage: Option<SyncSender<Op>>,
-) -> Result<(W, Count)> {
+/// `out`.
+fn write_tree<W: Write>(root: &Path, paths: &[(PathBuf, Kind)], opts: &SourceOptions, out: W) -> Result<(W, Count)> {
     let mut tar = tar::Builder::new(out);
     let mtime = opts.source_date_epoch;
     let owner = opts.owner;
-    let stopped = || anyhow::anyhow!("the staging thread stopped");
-    let send = |op: Op| -> Result<()> {
-        match &stage {
-            Some(tx) => tx.send(op).map_err(|_| stopped()),
-            None => Ok(()),
-        }
-    };
     let home = hermetic::HOME.trim_start_matches('/');
     let home_parent = Path::new(home.split('/').next().unwrap_or("home"));
     append_dir(&mut tar, home_parent, (0, 0), mtime)?;
     append_dir(&mut tar, Path::new(home), owner, mtime)?;
     let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
     append_dir(&mut tar, src, owner, mtime)?;
-    send(Op::PlainDir(home_parent.to_owned()))?;
-    send(Op::Dir(PathBuf::from(home)))?;
-    send(Op::Dir(src.to_owned()))?;
 
     let mut entries = 0;
     let mut bytes = 0;
@@ -234,41 +368,22 @@ fn write_tree<W: Write>(
         let abs = root.join(rel);
         let name = src.join(rel);
         match kind {
-            Kind::Dir => {
-                append_dir(&mut tar, &name, owner, mtime)?;
-                send(Op::Dir(name))?;
-            }
+            Kind::Dir => append_dir(&mut tar, &name, owner, mtime)?,
             Kind::Symlink => {
                 let target = fs_err::read_link(&abs)?;
                 let mut h = header(tar::EntryType::Symlink, 0o777, mtime, owner);
                 append_symlink(&mut tar, &mut h, &name, target.as_os_str().as_bytes())
                     .with_context(|| format!("cannot add the link {} to the source tar", abs.display()))?;
-                send(Op::Symlink(name, target))?;
             }
             Kind::File => {
-                let mut f = fs_err::File::open(&abs)?;
+                let f = fs_err::File::open(&abs)?;
                 let meta = f.metadata()?;
                 let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
                 let mut h = header(tar::EntryType::Regular, mode, mtime, owner);
                 h.set_size(meta.len());
                 bytes += meta.len();
-                let added = match &stage {
-                    // A small file is read once, whole, and its buffer
-                    // goes to the staging thread after the tar has it.
-                    Some(tx) if meta.len() <= SMALL_FILE => {
-                        let mut buf = vec![0; meta.len() as usize];
-                        f.read_exact(&mut buf)?;
-                        tar.append_data(&mut h, &name, &buf[..])?;
-                        tx.send(Op::File(name, mode, buf)).map_err(|_| stopped())
-                    }
-                    Some(tx) => {
-                        tx.send(Op::Open(name.clone(), mode)).map_err(|_| stopped())?;
-                        tar.append_data(&mut h, &name, Tee { from: f, to: tx })?;
-                        tx.send(Op::Close).map_err(|_| stopped())
-                    }
-                    None => tar.append_data(&mut h, &name, f).map_err(Into::into),
-                };
-                added.with_context(|| format!("cannot add {} to the sources", abs.display()))?;
+                tar.append_data(&mut h, &name, f)
+                    .with_context(|| format!("cannot add {} to the sources", abs.display()))?;
             }
         }
         entries += 1;
@@ -277,7 +392,7 @@ fn write_tree<W: Write>(
     Ok((out, Count { entries, bytes }))
 }
 
-/// What the staging thread does, in order.
+/// The entries of the sources, in the tar's order.
 enum Op {
     /// A directory owned by root (the parent of `HOME`).
     PlainDir(PathBuf),
@@ -286,13 +401,14 @@ enum Op {
     Symlink(PathBuf, PathBuf),
     /// A whole small file.
     File(PathBuf, u32, Vec<u8>),
-    /// A large file: opened, written in pieces, closed.
-    Open(PathBuf, u32),
+    /// A large file of a mode and size: opened, written in pieces, closed.
+    Open(PathBuf, u32, u64),
     Data(Vec<u8>),
     Close,
 }
 
-/// Files up to this size are read whole and written in one piece.
+/// Files up to this size are read whole and handed on in one piece; larger
+/// ones go in pieces of this size.
 const SMALL_FILE: u64 = 1 << 20;
 
 /// Writes staged entries under `dir`, stamped like the tar's.
@@ -304,6 +420,8 @@ struct Stager {
     umask: Option<u32>,
     /// Directories, stamped last (writing into one changes its mtime).
     dirs: Vec<PathBuf>,
+    /// The large file being written.
+    open: Option<fs_err::File>,
 }
 
 impl Stager {
@@ -314,27 +432,41 @@ impl Stager {
             mtime: filetime::FileTime::from_unix_time(opts.source_date_epoch as i64, 0),
             umask: current_umask(),
             dirs: Vec::new(),
+            open: None,
         }
     }
 
-    /// Carries out `todo` until the sender is gone.
-    fn run(mut self, todo: Receiver<Op>) -> Result<()> {
-        let mut open: Option<fs_err::File> = None;
-        for op in todo {
-            match op {
-                Op::PlainDir(name) => fs_err::create_dir(self.dir.join(name))?,
-                Op::Dir(name) => self.make_dir(&name)?,
-                Op::Symlink(name, target) => self.symlink(&name, &target)?,
-                Op::File(name, mode, data) => {
-                    let mut f = self.file(&name, mode)?;
-                    f.write_all(&data)?;
-                    self.stamp(&f)?;
-                }
-                Op::Open(name, mode) => open = Some(self.file(&name, mode)?),
-                Op::Data(data) => open.as_mut().context("staged data without a file")?.write_all(&data)?,
-                Op::Close => self.stamp(&open.take().context("staged close without a file")?)?,
+    /// Writes one entry.
+    fn take(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::PlainDir(name) => fs_err::create_dir(self.dir.join(name))?,
+            Op::Dir(name) => self.make_dir(name)?,
+            Op::Symlink(name, target) => self.symlink(name, target)?,
+            Op::File(name, mode, data) => {
+                let mut f = self.file(name, *mode)?;
+                f.write_all(data)?;
+                self.stamp(&f)?;
+            }
+            Op::Open(name, mode, _) => self.open = Some(self.file(name, *mode)?),
+            Op::Data(data) => self.open.as_mut().context("staged data without a file")?.write_all(data)?,
+            Op::Close => {
+                let f = self.open.take().context("staged close without a file")?;
+                self.stamp(&f)?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes the entries from `todo` until the sender is gone.
+    fn run(mut self, todo: Receiver<Op>) -> Result<()> {
+        for op in todo {
+            self.take(&op)?;
+        }
+        self.finish()
+    }
+
+    /// Dates the directories, now that nothing more is written into them.
+    fn finish(self) -> Result<()> {
         for d in self.dirs.iter().rev() {
             filetime::set_file_times(d, self.mtime, self.mtime)
                 .with_context(|| format!("cannot date {}", d.display()))?;
@@ -395,24 +527,6 @@ pub(crate) fn own_status(key: &str) -> Option<String> {
     let status = fs_err::read_to_string("/proc/self/status").ok()?;
     let value = status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
     Some(value.trim().to_owned())
-}
-
-/// Reads `from`, sending a copy of what it reads to the staging thread.
-struct Tee<'a, R> {
-    from: R,
-    to: &'a SyncSender<Op>,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.from.read(buf)?;
-        if n > 0 {
-            self.to
-                .send(Op::Data(buf[..n].to_vec()))
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the staging thread stopped"))?;
-        }
-        Ok(n)
-    }
 }
 
 /// What a walked path is.
@@ -650,6 +764,39 @@ mod tests {
         assert_eq!(seen.1, big);
         assert_eq!(seen.2, Path::new(&long));
         assert_eq!(seen.3, "399");
+    }
+
+    #[test]
+    fn a_fingerprint_changes_with_any_write_and_with_the_place() {
+        let (dir, opts, _, _) = odd_project();
+        let print = |opts: &SourceOptions| fingerprint(opts, &walk_sources(opts).unwrap()).unwrap();
+        let first = print(&opts);
+        assert_eq!(print(&opts), first, "nothing changed");
+        // The same bytes written again: the content is the same, the
+        // fingerprint is not (a write changes the ctime).
+        let small = dir.path().join("a/b/small.c");
+        let text = fs_err::read(&small).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs_err::write(&small, &text).unwrap();
+        let rewritten = print(&opts);
+        assert_ne!(rewritten, first);
+        // A copy elsewhere is another set of files.
+        let copy = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", dir.path().display()))
+            .arg(copy.path())
+            .status();
+        assert!(status.unwrap().success());
+        let elsewhere = SourceOptions { root: copy.path().to_owned(), ..opts.clone() };
+        assert_ne!(print(&elsewhere), rewritten);
+        assert_eq!(
+            digest(&elsewhere, &walk_sources(&elsewhere).unwrap()).unwrap().digest,
+            digest(&opts, &walk_sources(&opts).unwrap()).unwrap().digest,
+            "while the digest is the same"
+        );
+        let later = SourceOptions { source_date_epoch: opts.source_date_epoch + 1, ..opts.clone() };
+        assert_ne!(print(&later), rewritten, "the stamp counts");
     }
 
     #[test]

@@ -17,10 +17,16 @@
 //! kernel that cannot mount an image file, a directory `trees/<hex>/src`
 //! ([`Form::Dir`]).
 //!
-//! A build first reads and hashes the sources (the digest goes into the
-//! record anyway). If a tree of that digest is kept, nothing is written.
-//! Otherwise the tree is written once under `trees/.new-*` and renamed to
-//! its digest when complete, so a half-written tree is never found.
+//! A build reads and hashes the sources every time (the digest goes into
+//! the record). Whether it also writes a new tree while it reads them is a
+//! guess made from their fingerprint ([`source::fingerprint`]: paths,
+//! inodes, sizes, times, no content): `hints/<fingerprint>` names the tree
+//! the same fingerprint led to last ([`TreeCache::expected`]). With a hint,
+//! the build only reads, and uses the kept tree of the digest it gets
+//! (reading again to write a tree only when the guess was wrong). Without
+//! one, it writes the tree under `trees/.new-*` in the same pass, and
+//! renames it to its digest when complete, so a half-written tree is never
+//! found; or drops it, when a tree of that digest is kept already.
 //!
 //! Locks: a build holds a shared `flock` on the tree it uses, and the
 //! writer of a new tree an exclusive one, so that eviction (which takes an
@@ -32,6 +38,7 @@
 //! Mounting needs `CAP_SYS_ADMIN`; without it ([`cannot_overlay`]), a build
 //! stages its own copy instead.
 
+use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -49,6 +56,11 @@ const TREES: &str = "trees";
 const SIZE_FILE: &str = "size";
 /// The name of an image is its digest and this.
 const IMAGE_SUFFIX: &str = ".erofs";
+/// Where hints live, under the stage directory: `hints/<fingerprint>`
+/// holds the digest of the sources last read with that fingerprint.
+const HINTS: &str = "hints";
+/// Hints kept at most; the oldest go first.
+const MAX_HINTS: usize = 256;
 
 /// Whether this kernel mounts an EROFS image file (no loop device): a
 /// one-directory image is written in `dir`, mounted and unmounted.
@@ -113,6 +125,7 @@ pub enum Form {
 /// The kept trees under one stage directory.
 pub struct TreeCache {
     dir: PathBuf,
+    hints: PathBuf,
     budget: u64,
 }
 
@@ -164,13 +177,42 @@ impl TreeCache {
     /// The kept trees in `stage_base`, at most `budget` bytes of them (the
     /// tree in use is kept whatever its size).
     pub fn new(stage_base: &Path, budget: u64) -> TreeCache {
-        TreeCache { dir: stage_base.join(TREES), budget }
+        TreeCache { dir: stage_base.join(TREES), hints: stage_base.join(HINTS), budget }
     }
 
     fn path_of(&self, digest: &Digest, form: Form) -> PathBuf {
         match form {
             Form::Image => self.dir.join(format!("{}{IMAGE_SUFFIX}", digest.to_hex())),
             Form::Dir => self.dir.join(digest.to_hex()),
+        }
+    }
+
+    /// The digest the sources had when last read with this fingerprint
+    /// ([`source::fingerprint`]), if a tree of it is still kept: then the
+    /// sources are most likely unchanged, and a build reads and digests
+    /// them before it writes anything. Otherwise it writes a new tree while
+    /// it reads them, in one pass, and drops it if a tree of the same digest
+    /// turns out to be kept (as for a fresh clone of a commit built before).
+    pub fn expected(&self, fingerprint: &Digest) -> Option<Digest> {
+        let hint = fs_err::read_to_string(self.hints.join(fingerprint.to_hex())).ok()?;
+        let digest: Digest = format!("blake3:{}", hint.trim()).parse().ok()?;
+        let kept = [Form::Image, Form::Dir].into_iter().any(|form| self.path_of(&digest, form).exists());
+        kept.then_some(digest)
+    }
+
+    /// Notes that the sources of `fingerprint` were `digest`, for
+    /// [`TreeCache::expected`]. A hint that cannot be written is only
+    /// logged: it saves time, nothing more.
+    pub fn remember(&self, fingerprint: &Digest, digest: &Digest) {
+        let path = self.hints.join(fingerprint.to_hex());
+        let written = fs_err::create_dir_all(&self.hints).and_then(|()| {
+            let mut new = tempfile::Builder::new().prefix(".new-").tempfile_in(&self.hints)?;
+            new.write_all(digest.to_hex().as_bytes())?;
+            new.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            tracing::debug!("cannot keep the hint {}: {e}", path.display());
         }
     }
 
@@ -202,8 +244,10 @@ impl TreeCache {
     }
 
     /// Stages the sources into a new kept tree of `form`, and returns it
-    /// locked with what the staging found (its digest names the tree).
-    pub fn add(&self, opts: &SourceOptions, walked: &Walked, form: Form) -> Result<(Tree, Staged)> {
+    /// locked with what the staging found (its digest names the tree), and
+    /// whether it is new: when a tree of that digest is kept already, that
+    /// one is returned and the new one is dropped.
+    pub fn add(&self, opts: &SourceOptions, walked: &Walked, form: Form) -> Result<(Tree, Staged, bool)> {
         self.make_dir()?;
         let (new, lock, staged) = match form {
             Form::Image => {
@@ -239,6 +283,11 @@ impl TreeCache {
             }
         };
 
+        if let Some(kept) = self.find(&staged.digest)? {
+            tracing::debug!("a tree of {} is kept already; dropping the new one", staged.digest);
+            remove_logged(&new);
+            return Ok((kept, staged, false));
+        }
         let path = self.path_of(&staged.digest, form);
         // A directory is not renamed over one that exists; an image is, and
         // the builds that use the one it replaces keep it open.
@@ -248,14 +297,14 @@ impl TreeCache {
                     .with_context(|| format!("cannot lock {}", path.display()))?;
                 filetime::set_file_mtime(&path, filetime::FileTime::now())
                     .with_context(|| format!("cannot date {}", path.display()))?;
-                Ok((Tree { path, form, _lock: lock }, staged))
+                Ok((Tree { path, form, _lock: lock }, staged, true))
             }
             // Another build kept the same tree meanwhile: use that one.
             Err(e) if path.is_dir() => {
                 tracing::debug!("{e}: another build kept this tree first");
                 remove_logged(&new);
                 let tree = Tree::open(path, form)?.context("a kept tree went away while it was found")?;
-                Ok((tree, staged))
+                Ok((tree, staged, false))
             }
             Err(e) => {
                 remove_logged(&new);
@@ -319,6 +368,41 @@ impl TreeCache {
             }
             drop(lock);
         }
+        self.prune_hints();
+    }
+
+    /// Removes the hints of trees no longer kept, and the oldest beyond
+    /// [`MAX_HINTS`].
+    fn prune_hints(&self) {
+        let Ok(entries) = fs_err::read_dir(&self.hints) else { return };
+        let mut hints = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let stale = name.as_bytes().starts_with(b".new-")
+                && entry
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 3600);
+            let Some(fingerprint) = name.to_str().and_then(|n| format!("blake3:{n}").parse::<Digest>().ok()) else {
+                if stale {
+                    remove_logged(&path);
+                }
+                continue;
+            };
+            match self.expected(&fingerprint) {
+                Some(_) => {
+                    hints.push((entry.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH), path))
+                }
+                None => remove_logged(&path),
+            }
+        }
+        hints.sort_by_key(|h| std::cmp::Reverse(h.0));
+        for (_, path) in hints.iter().skip(MAX_HINTS) {
+            remove_logged(path);
+        }
     }
 }
 
@@ -378,7 +462,7 @@ mod tests {
         let read = source::digest(&opts(p.path()), &walked).unwrap();
         let digest = read.digest;
         assert!(cache.find(&digest).unwrap().is_none());
-        let (tree, staged) =
+        let (tree, staged, _) =
             cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
         assert_eq!((&staged.digest, staged.entries, staged.bytes), (&digest, read.entries, 8));
         let dir = base.path().join("trees").join(digest.to_hex());
@@ -398,7 +482,7 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let cache = TreeCache::new(base.path(), 1 << 30);
         let p = project(&[("a", 3)]);
-        let (tree, staged) =
+        let (tree, staged, _) =
             cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
         let file = base.path().join("trees").join(format!("{}.erofs", staged.digest.to_hex()));
         assert_eq!((tree.path(), tree.form()), (file.as_path(), Form::Image));
@@ -419,7 +503,7 @@ mod tests {
         let mut trees = Vec::new();
         for (i, len) in [100usize, 100, 100, 100].into_iter().enumerate() {
             let p = project(&[(&format!("f{i}"), len)]);
-            let (tree, _) =
+            let (tree, _, _) =
                 cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
             // Distinct last uses, oldest first.
             let t = filetime::FileTime::from_unix_time(1_000_000 + i as i64, 0);
@@ -439,6 +523,47 @@ mod tests {
         drop(in_use);
         cache.evict();
         assert_eq!(trees.iter().map(kept).collect::<Vec<_>>(), vec![false, false, true, true]);
+    }
+
+    #[test]
+    fn a_tree_kept_already_is_not_written_again() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = TreeCache::new(base.path(), 1 << 30);
+        let (p, q) = (project(&[("a", 3)]), project(&[("a", 3)]));
+        let (first, staged, new) =
+            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
+        assert!(new);
+        let (again, staged_again, new_again) =
+            cache.add(&opts(q.path()), &source::walk_sources(&opts(q.path())).unwrap(), Form::Image).unwrap();
+        assert!(!new_again, "a copy of the same sources finds the kept tree");
+        assert_eq!((again.path(), &staged_again.digest), (first.path(), &staged.digest));
+        let names: Vec<_> =
+            fs_err::read_dir(base.path().join("trees")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "the second image is dropped: {names:?}");
+    }
+
+    #[test]
+    fn a_hint_names_the_tree_of_a_fingerprint_while_it_is_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = TreeCache::new(base.path(), 1);
+        let p = project(&[("a", 3)]);
+        let walked = source::walk_sources(&opts(p.path())).unwrap();
+        let fingerprint = source::fingerprint(&opts(p.path()), &walked).unwrap();
+        assert_eq!(cache.expected(&fingerprint), None);
+        let (tree, staged, _) = cache.add(&opts(p.path()), &walked, Form::Dir).unwrap();
+        cache.remember(&fingerprint, &staged.digest);
+        assert_eq!(cache.expected(&fingerprint), Some(staged.digest));
+        let hint = base.path().join("hints").join(fingerprint.to_hex());
+        assert_eq!(fs_err::read_to_string(&hint).unwrap(), staged.digest.to_hex());
+        // A newer tree makes the budget of one byte evict this one, and its
+        // hint goes with it.
+        drop(tree);
+        let q = project(&[("b", 3)]);
+        let (_newer, _, _) =
+            cache.add(&opts(q.path()), &source::walk_sources(&opts(q.path())).unwrap(), Form::Dir).unwrap();
+        cache.evict();
+        assert_eq!(cache.expected(&fingerprint), None);
+        assert!(!hint.exists(), "the hint of an evicted tree is removed");
     }
 
     fn digest_hex(p: &Path) -> String {

@@ -545,6 +545,35 @@ fn a_kept_tree_is_not_changed_by_builds() {
     }
 }
 
+/// The same sources in another directory (a fresh clone of a commit built
+/// before) find the tree kept for the first: it is not kept twice.
+#[test]
+#[ignore = "needs an engine"]
+fn a_copy_of_built_sources_finds_their_tree() {
+    for engine in engines() {
+        let (p, q) = (Project::copying_input(), Project::copying_input());
+        let stage = p.stage_dir();
+        let mut digests = Vec::new();
+        for (project, said) in [
+            (&p, "(mounted, tree kept for later builds)"),
+            (&p, "(mounted, tree kept from an earlier build)"),
+            (&q, "(mounted, tree kept from an earlier build)"),
+        ] {
+            let run = project.build_with(&engine, &["--sources", "mount", "--stage-dir", stage.to_str().unwrap()], &[]);
+            run.assert_exit(0);
+            assert!(run.stderr.contains(said), "on {engine}, no `{said}` in:\n{}", run.stderr);
+            assert_eq!(project.read("repro-out/out/copy"), "data", "on {engine}");
+            let record: serde_json::Value = serde_json::from_str(&project.read("repro-out.json")).unwrap();
+            digests.push(record["source_digest"].as_str().unwrap().to_owned());
+        }
+        assert!(digests.iter().all(|d| *d == digests[0]), "on {engine}: {digests:?}");
+        assert_eq!(p.kept_trees(), [format!("{}.erofs", digests[0].trim_start_matches("blake3:"))], "on {engine}");
+        util::assert_stage_is_clean(&stage);
+        p.assert_no_containers(&engine);
+        q.assert_no_containers(&engine);
+    }
+}
+
 /// A stage directory inside the project is left out of the sources: two
 /// builds give one source digest, and the build does not see it.
 #[test]

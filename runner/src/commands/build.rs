@@ -370,14 +370,19 @@ async fn stage_sources(
     let found = tokio::task::spawn_blocking(move || -> Result<_> {
         let cache = TreeCache::new(&b, cache_budget);
         let walked = source::walk_sources(&s)?;
-        let read = source::digest(&s, &walked)?;
-        Ok(match cache.find(&read.digest)? {
-            Some(tree) => (tree, read, Kept::Found, cache),
-            None => {
-                let (tree, staged) = cache.add(&s, &walked, cache.form_for_new())?;
-                (tree, staged, Kept::Added, cache)
+        // Read only, when the sources look unchanged since a tree was kept;
+        // else read once while a new tree is written.
+        let fingerprint = source::fingerprint(&s, &walked)?;
+        if cache.expected(&fingerprint).is_some() {
+            let read = source::digest(&s, &walked)?;
+            if let Some(tree) = cache.find(&read.digest)? {
+                cache.remember(&fingerprint, &read.digest);
+                return Ok((tree, read, Kept::Found, cache));
             }
-        })
+        }
+        let (tree, staged, new) = cache.add(&s, &walked, cache.form_for_new())?;
+        cache.remember(&fingerprint, &staged.digest);
+        Ok((tree, staged, if new { Kept::Added } else { Kept::Found }, cache))
     });
     let created = match create_mounted(engine, &stage, body.clone(), labels.clone()).await {
         Ok(Ok(guard)) => confirm_mount_point(engine, guard, &mut stage).await,

@@ -262,13 +262,26 @@ impl Project {
 /// and `size`).
 pub fn assert_stage_is_clean(dir: &Path) {
     let staged: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(staged.iter().all(|n| n == "trees"), "repro-run left the staged sources {staged:?} in {}", dir.display());
+    assert!(
+        staged.iter().all(|n| n == "trees" || n == "hints"),
+        "repro-run left the staged sources {staged:?} in {}",
+        dir.display()
+    );
+    let is_hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Ok(hints) = std::fs::read_dir(dir.join("hints")) {
+        for hint in hints {
+            let hint = hint.unwrap();
+            let name = hint.file_name().to_string_lossy().into_owned();
+            let digest = std::fs::read_to_string(hint.path()).unwrap();
+            assert!(is_hex(&name) && is_hex(&digest), "a stray {name} in hints/, holding {digest:?}");
+        }
+    }
     if let Ok(trees) = std::fs::read_dir(dir.join("trees")) {
         for tree in trees {
             let tree = tree.unwrap();
             let name = tree.file_name().to_string_lossy().into_owned();
             let hex = name.strip_suffix(".erofs").unwrap_or(&name);
-            assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "a stray {name} in trees/");
+            assert!(is_hex(hex), "a stray {name} in trees/");
             if tree.file_type().unwrap().is_dir() {
                 let mut parts: Vec<_> = std::fs::read_dir(tree.path())
                     .unwrap()
