@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -526,6 +526,46 @@ impl Engine {
         self.docker.export_container(container).map_err(std::io::Error::other)
     }
 
+    /// The container's root filesystem, mounted by the engine where this
+    /// process can read it: `Ok(None)` when it cannot be had so.
+    ///
+    /// Only Podman mounts a container for a client (libpod's `POST
+    /// /containers/{id}/mount`; Docker has no such call), and only a
+    /// Podman on this machine, in this mount namespace, mounts where this
+    /// process sees it: the mount must be in `/proc/self/mountinfo`, or the
+    /// path would be an empty directory (a rootless Podman mounts in a
+    /// namespace of its own). Podman 4.3 writes an export to a temporary
+    /// file before it sends a byte; reading the mounted tree skips that.
+    pub async fn mount_rootfs(&self, container: &str) -> Result<Option<PathBuf>> {
+        let Some(socket) = self.endpoint.strip_prefix("unix://") else { return Ok(None) };
+        if self.kind != EngineKind::Podman {
+            return Ok(None);
+        }
+        let (status, body) = libpod_post(socket, &format!("/v4.0.0/libpod/containers/{container}/mount")).await?;
+        if status != 200 {
+            anyhow::bail!("Podman answered {status} to the mount: {}", body.trim());
+        }
+        let path = PathBuf::from(body.trim());
+        let mounts = fs_err::read_to_string("/proc/self/mountinfo")?;
+        if is_mount_point(&mounts, &path) {
+            return Ok(Some(path));
+        }
+        tracing::debug!("Podman mounted the container at {}, which this process does not see", path.display());
+        self.unmount_rootfs(container).await;
+        Ok(None)
+    }
+
+    /// Undoes [`Engine::mount_rootfs`]; a failure is logged (removing the
+    /// container unmounts it too).
+    pub async fn unmount_rootfs(&self, container: &str) {
+        let Some(socket) = self.endpoint.strip_prefix("unix://") else { return };
+        match libpod_post(socket, &format!("/v4.0.0/libpod/containers/{container}/unmount")).await {
+            Ok((204 | 200, _)) => {}
+            Ok((status, body)) => tracing::warn!("Podman answered {status} to an unmount: {}", body.trim()),
+            Err(e) => tracing::warn!("cannot unmount container {}: {e:#}", short(container)),
+        }
+    }
+
     /// Commits the container as image `reference`; returns the image id.
     pub async fn commit(&self, container: &str, reference: &str, config: ContainerConfig) -> Result<String> {
         let (repo, tag) = split_reference(reference);
@@ -561,6 +601,83 @@ async fn ping_server(path: &str) -> Option<(EngineKind, String, String)> {
         parse_server_header(&String::from_utf8_lossy(&head))
     };
     tokio::time::timeout(Duration::from_secs(5), ask).await.ok().flatten()
+}
+
+/// `POST path` with an empty body on the unix socket `socket`, for the
+/// libpod calls bollard does not make: the status and the body.
+async fn libpod_post(socket: &str, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let ask = async {
+        let mut s = tokio::net::UnixStream::connect(socket).await?;
+        let request =
+            format!("POST {path} HTTP/1.1\r\nHost: repro-run\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        s.take(1 << 20).read_to_end(&mut raw).await?;
+        std::io::Result::Ok(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(60), ask)
+        .await
+        .map_err(|_| EngineError(format!("no answer to POST {path} within 60 s")))?
+        .with_context(|| format!("cannot POST {path} on {socket}"))?;
+    parse_response(&raw).with_context(|| format!("cannot read the answer to POST {path}"))
+}
+
+/// An HTTP/1.1 response → its status and body (chunked or not).
+fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of the headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut body = &raw[split + 4..];
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no status")?;
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    if !chunked {
+        return Ok((status, String::from_utf8_lossy(body).into_owned()));
+    }
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").context("a cut chunk size")?;
+        let size = std::str::from_utf8(&body[..line_end]).ok().and_then(|l| {
+            let hex = l.split(';').next().unwrap_or("").trim();
+            usize::from_str_radix(hex, 16).ok()
+        });
+        let size = size.context("a bad chunk size")?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok((status, String::from_utf8_lossy(&out).into_owned()));
+        }
+        out.extend_from_slice(body.get(..size).context("a cut chunk")?);
+        body = body.get(size + 2..).context("a cut chunk")?;
+    }
+}
+
+/// Whether `path` is a mount point in a `/proc/self/mountinfo` text (its
+/// fifth field, with spaces and other bytes as octal escapes).
+fn is_mount_point(mountinfo: &str, path: &Path) -> bool {
+    let unescape = |field: &str| {
+        let b = field.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let octal = b.get(i + 1..i + 4).and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+            match (b[i], octal) {
+                (b'\\', Some(c)) => {
+                    out.push(c);
+                    i += 4;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        out
+    };
+    let want = path.as_os_str().as_encoded_bytes();
+    mountinfo.lines().any(|l| l.split(' ').nth(4).is_some_and(|f| unescape(f) == want))
 }
 
 /// `Server: Docker/20.10.24+dfsg1 (linux)` or `Server: Libpod/4.3.1
@@ -694,6 +811,27 @@ mod tests {
         );
         insta::assert_snapshot!("dokcer".parse::<EngineSelector>().unwrap_err(),
             @"`dokcer` is not an engine: use `docker`, `podman`, or an endpoint such as unix:///run/podman/podman.sock or tcp://127.0.0.1:2375");
+    }
+
+    #[test]
+    fn responses_are_read_plain_and_chunked() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n/a/b\r\n";
+        assert_eq!(parse_response(plain).unwrap(), (200, "/a/b\r\n".to_owned()));
+        let chunked =
+            b"HTTP/1.1 500 Internal\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n2;x=y\r\n:1\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked).unwrap(), (500, "{\"a\":1".to_owned()));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nab").is_err());
+        assert!(parse_response(b"HTTP/1.1 200").is_err());
+    }
+
+    #[test]
+    fn mount_points_are_found_in_mountinfo() {
+        let info = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n\
+                    40 35 0:38 / /var/lib/containers/storage/overlay/x/merged rw - overlay overlay rw\n";
+        assert!(is_mount_point(info, Path::new("/mnt/a b")));
+        assert!(is_mount_point(info, Path::new("/var/lib/containers/storage/overlay/x/merged")));
+        assert!(!is_mount_point(info, Path::new("/var/lib/containers/storage/overlay/x")));
+        assert!(!is_mount_point(info, Path::new("/mnt1")), "the root of the mount is not its mount point");
     }
 
     #[test]

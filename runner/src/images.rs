@@ -179,11 +179,33 @@ pub async fn digest_image(engine: &Engine, reference: &str, no_cache: bool, prin
         ..Default::default()
     };
     let guard = engine.create(body, Default::default()).await?;
-    let result = signal::cancellable(digest_stream(engine.export(guard.id()), TreeKind::Rootfs, printer)).await;
+    let result = signal::cancellable(digest_container(engine, guard.id(), printer)).await;
     guard.remove().await;
     let digest = result.with_context(|| format!("cannot digest image `{reference}`"))?;
     cache.put(&id, digest);
     Ok(digest)
+}
+
+/// The rootfs digest of a created container: read from its filesystem as
+/// the engine mounts it, where this process can see that
+/// ([`Engine::mount_rootfs`]: Podman on this machine), else from its
+/// export. The digest is the same either way (docs/tree-digest.md: a
+/// directory and a tar of it digest alike).
+async fn digest_container(engine: &Engine, id: &str, printer: &Printer) -> Result<Digest> {
+    match engine.mount_rootfs(id).await {
+        Ok(Some(root)) => {
+            tracing::debug!("digesting the container's filesystem mounted at {}", root.display());
+            let dir = root.clone();
+            let digest = tokio::task::spawn_blocking(move || digest::digest_dir(&dir, TreeKind::Rootfs)).await;
+            engine.unmount_rootfs(id).await;
+            let digest = digest.context("the digest task panicked")?;
+            return digest.with_context(|| format!("cannot digest the mounted filesystem {}", root.display()));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!("cannot have the container's filesystem mounted ({e:#}); reading its export"),
+    }
+    tracing::debug!("digesting the export of the container");
+    digest_stream(engine.export(id), TreeKind::Rootfs, printer).await
 }
 
 /// Digests a tar byte stream on a blocking thread, without buffering it.

@@ -331,6 +331,50 @@ fn debian_rootfs_digest_survives_export_and_import_across_engines() {
     }
 }
 
+/// An image's digest is the digest of its export through the engine's own
+/// CLI, however repro-run reads it: Podman's mount of the container on
+/// this machine, Docker's export. No container and no mount is left.
+#[test]
+#[ignore = "needs an engine"]
+fn an_image_digest_is_the_digest_of_its_export() {
+    let work = tempfile::tempdir().unwrap();
+    for engine in engines() {
+        util::ensure_busybox(&engine);
+        let image = "repro-run/busybox:latest";
+        let run = util::repro_run(
+            work.path(),
+            &["image", "digest", image, "--no-cache", "--engine", &engine],
+            &[("REPRO_RUN_LOG", "repro_run=debug")],
+        );
+        run.assert_exit(0);
+        let read_how = match engine.as_str() {
+            "podman" => "digesting the container's filesystem mounted at",
+            _ => "digesting the export of the container",
+        };
+        assert!(run.stderr.contains(read_how), "on {engine}, no `{read_how}` in:\n{}", run.stderr);
+        let tarball = work.path().join(format!("{engine}.tar"));
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new(&engine).args(args).output().unwrap();
+            assert!(out.status.success(), "{engine} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let cid = cli(&["create", image, "/bin/true"]);
+        cli(&["export", "-o", tarball.to_str().unwrap(), &cid]);
+        cli(&["rm", "-f", &cid]);
+        let exported = util::repro_run(work.path(), &["image", "digest", tarball.to_str().unwrap()], &[]);
+        exported.assert_exit(0);
+        let digest = |out: &str| out.split_whitespace().next().unwrap().to_owned();
+        assert_eq!(digest(&run.stdout), digest(&exported.stdout), "on {engine}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // Other tests' containers may be alive: this one's removal is logged.
+        assert!(run.stderr.contains("removed container"), "on {engine}, the container stays:\n{}", run.stderr);
+        if engine == "podman" {
+            let path = run.stderr.split("mounted at ").nth(1).unwrap().lines().next().unwrap().trim();
+            assert!(!mounts.contains(path), "on {engine}, {path} is still mounted");
+        }
+    }
+}
+
 /// A manifest that pins another rootfs is refused with both digests and the fix.
 #[test]
 #[ignore = "needs an engine"]
