@@ -205,6 +205,13 @@ impl TreeCache {
     /// logged: it saves time, nothing more.
     pub fn remember(&self, fingerprint: &Digest, digest: &Digest) {
         let path = self.hints.join(fingerprint.to_hex());
+        if fs_err::read_to_string(&path).is_ok_and(|hint| hint.trim() == digest.to_hex()) {
+            // Known: only marked as used now, for pruning.
+            if let Err(e) = filetime::set_file_mtime(&path, filetime::FileTime::now()) {
+                tracing::debug!("cannot date the hint {}: {e}", path.display());
+            }
+            return;
+        }
         let written = fs_err::create_dir_all(&self.hints).and_then(|()| {
             let mut new = tempfile::Builder::new().prefix(".new-").tempfile_in(&self.hints)?;
             new.write_all(digest.to_hex().as_bytes())?;
@@ -555,6 +562,11 @@ mod tests {
         assert_eq!(cache.expected(&fingerprint), Some(staged.digest));
         let hint = base.path().join("hints").join(fingerprint.to_hex());
         assert_eq!(fs_err::read_to_string(&hint).unwrap(), staged.digest.to_hex());
+        // Remembered again: only its date moves, which pruning goes by.
+        filetime::set_file_mtime(&hint, filetime::FileTime::from_unix_time(1_000_000, 0)).unwrap();
+        cache.remember(&fingerprint, &staged.digest);
+        let dated = filetime::FileTime::from_last_modification_time(&fs_err::metadata(&hint).unwrap());
+        assert!(dated.unix_seconds() > 1_000_000, "the hint is not dated now");
         // A newer tree makes the budget of one byte evict this one, and its
         // hint goes with it.
         drop(tree);
@@ -564,6 +576,25 @@ mod tests {
         cache.evict();
         assert_eq!(cache.expected(&fingerprint), None);
         assert!(!hint.exists(), "the hint of an evicted tree is removed");
+    }
+
+    #[test]
+    fn the_newest_hints_are_kept_up_to_a_bound() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = TreeCache::new(base.path(), 1 << 30);
+        let p = project(&[("a", 3)]);
+        let (_tree, staged, _) =
+            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
+        let prints: Vec<Digest> = (0..MAX_HINTS + 4).map(|i| Digest::of_bytes(&i.to_le_bytes())).collect();
+        for (i, fingerprint) in prints.iter().enumerate() {
+            cache.remember(fingerprint, &staged.digest);
+            let hint = base.path().join("hints").join(fingerprint.to_hex());
+            filetime::set_file_mtime(hint, filetime::FileTime::from_unix_time(1_000_000 + i as i64, 0)).unwrap();
+        }
+        cache.evict();
+        let kept: Vec<bool> = prints.iter().map(|f| cache.expected(f).is_some()).collect();
+        assert_eq!(kept.iter().filter(|k| **k).count(), MAX_HINTS);
+        assert!(kept[..4].iter().all(|k| !k), "the four oldest go");
     }
 
     fn digest_hex(p: &Path) -> String {

@@ -407,9 +407,9 @@ async fn stage_sources(
         stage.remove();
         return copy(base.to_owned(), sources.clone()).await;
     }
-    if let Kept::Added = kept {
-        stage.evict_meanwhile(cache);
-    }
+    // What this build added (a tree, a hint) may push older ones past
+    // their bounds: they go while the build runs.
+    stage.evict_meanwhile(cache);
     Ok((stage, staged, kept, Some(created)))
 }
 
