@@ -271,6 +271,10 @@ impl TreeCache {
                     new.path(),
                 );
                 let staged = source::image(opts, walked, out)?;
+                // On the disk before it has its name, so that a crash never
+                // leaves a named image with holes. Written directly, only
+                // the file's size and extents are left to write here.
+                new.as_file().sync_data().with_context(|| format!("cannot sync {}", new.path().display()))?;
                 let (_, path) = new.keep().context("cannot keep the new image")?;
                 (path, lock, staged)
             }
@@ -286,6 +290,9 @@ impl TreeCache {
                 // The tree is `src/` alone; each build makes its own `HOME`.
                 fs_err::remove_dir_all(hermetic_home_root(new.path()))?;
                 fs_err::write(new.path().join(SIZE_FILE), staged.bytes.to_string())?;
+                // On the disk before it has its name (see the image above):
+                // one sync of the filesystem, cheaper than one per file.
+                rustix::fs::syncfs(&lock).with_context(|| format!("cannot sync {}", new.path().display()))?;
                 (new.keep(), lock, staged)
             }
         };
