@@ -309,6 +309,18 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_is_reported_with_the_path() {
+        // /dev/full refuses every write with ENOSPC.
+        let full = fs_err::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let mut w = DirectWriter::new(full).unwrap();
+        w.seek(SeekFrom::Start(4096)).unwrap();
+        let written = w.write_all(&vec![1u8; PIECE * (BUFFERS + 2)]).and_then(|()| w.finish());
+        let err = written.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull, "{err}");
+        assert!(err.to_string().contains("cannot write /dev/full"), "{err}");
+    }
+
+    #[test]
     fn only_the_first_block_can_be_written_again() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = DirectWriter::new(fs_err::File::create(dir.path().join("f")).unwrap()).unwrap();

@@ -1,8 +1,7 @@
 //! An in-process pipe between threads: a `Write` half that sends chunks and
 //! a `Read` half that receives them, with a bounded number of chunks in
-//! flight, so memory stays flat however much goes through. The staged
-//! sources' tar goes through one to the thread that digests it; an output
-//! read from the staged tree goes through one to the extraction.
+//! flight, so memory stays flat however much goes through. An output read
+//! from the staged tree goes through one, as a tar, to the extraction.
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
