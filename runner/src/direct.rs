@@ -91,7 +91,7 @@ impl DirectWriter {
         let io = std::thread::Builder::new().name("direct-write".into()).spawn(move || -> io::Result<()> {
             for Piece { offset, buf, len } in pieces {
                 let bytes: &[u8] = bytemuck::cast_slice(&buf);
-                out.write_all_at(&bytes[..len.next_multiple_of(ALIGN)], offset)
+                write_at(&out, &bytes[..len.next_multiple_of(ALIGN)], offset)
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
                 // The writer may have stopped; then the buffer is not needed.
                 let _ = give_back.send(buf);
@@ -180,6 +180,25 @@ impl Drop for DirectWriter {
         if let Some(io) = self.io.take() {
             let _ = io.join();
         }
+    }
+}
+
+/// Writes `bytes` at `offset`. A disk whose blocks are larger than
+/// [`ALIGN`] refuses an aligned-to-4096 direct write with `EINVAL`: then
+/// direct I/O is turned off for the file and the write goes through the
+/// page cache.
+fn write_at(out: &std::fs::File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    match out.write_all_at(bytes, offset) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            let flags = rustix::fs::fcntl_getfl(out)?;
+            if !flags.contains(OFlags::DIRECT) {
+                return Err(e);
+            }
+            tracing::debug!("direct I/O refused a write ({e}); writing through the page cache");
+            rustix::fs::fcntl_setfl(out, flags - OFlags::DIRECT)?;
+            out.write_all_at(bytes, offset)
+        }
+        other => other,
     }
 }
 
@@ -306,6 +325,18 @@ mod tests {
             // Ends exactly where the data does, not on a block.
             assert_eq!(bytes.len(), PIECE * 5 + 7 + 6);
         }
+    }
+
+    #[test]
+    fn a_write_direct_io_refuses_goes_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = fs_err::File::create(dir.path().join("f")).unwrap();
+        assert!(set_direct(&file), "{} takes no direct I/O: run the tests on ext4, xfs or btrfs", dir.path().display());
+        // Misaligned on purpose: one byte in from an aligned buffer.
+        let page = Page([7; ALIGN]);
+        write_at(file.file(), &page.0[1..], 1).unwrap();
+        assert!(!rustix::fs::fcntl_getfl(&file).unwrap().contains(OFlags::DIRECT), "direct I/O is off now");
+        assert_eq!(fs_err::read(dir.path().join("f")).unwrap(), [&[0u8][..], &[7; ALIGN - 1]].concat());
     }
 
     #[test]
