@@ -212,7 +212,10 @@ impl TreeCache {
             }
             return;
         }
-        let written = fs_err::create_dir_all(&self.hints).and_then(|()| {
+        // Private, as `trees/` is.
+        let made = fs_err::create_dir_all(&self.hints)
+            .and_then(|()| fs_err::set_permissions(&self.hints, std::os::unix::fs::PermissionsExt::from_mode(0o700)));
+        let written = made.and_then(|()| {
             let mut new = tempfile::Builder::new().prefix(".new-").tempfile_in(&self.hints)?;
             new.write_all(digest.to_hex().as_bytes())?;
             new.persist(&path).map_err(|e| e.error)?;
@@ -569,6 +572,9 @@ mod tests {
         assert_eq!(cache.expected(&fingerprint), Some(staged.digest));
         let hint = base.path().join("hints").join(fingerprint.to_hex());
         assert_eq!(fs_err::read_to_string(&hint).unwrap(), staged.digest.to_hex());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs_err::metadata(base.path().join("hints")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "hints/ is private");
         // Remembered again: only its date moves, which pruning goes by.
         filetime::set_file_mtime(&hint, filetime::FileTime::from_unix_time(1_000_000, 0)).unwrap();
         cache.remember(&fingerprint, &staged.digest);
