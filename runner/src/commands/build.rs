@@ -90,7 +90,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         placed.digest,
         match placed.way {
             Way::Mounted(_, Kept::No) => "mounted",
-            Way::Mounted(_, Kept::Found) => "mounted, tree kept from an earlier build",
+            Way::Mounted(_, Kept::Found { .. }) => "mounted, tree kept from an earlier build",
             Way::Mounted(_, Kept::Added) => "mounted, tree kept for later builds",
             Way::Uploaded(_) => "uploaded",
         }
@@ -115,14 +115,19 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
             .await;
     let remove_started = Instant::now();
     // The staged tree goes while the engine removes the container.
-    let stage = match placed.way {
-        Way::Mounted(stage, _) => Some(stage),
-        Way::Uploaded(_) => None,
+    let (stage, kept) = match placed.way {
+        Way::Mounted(stage, kept) => (Some(stage), Some(kept)),
+        Way::Uploaded(_) => (None, None),
     };
     let stage_removed = tokio::task::spawn_blocking(move || stage.map(StageDir::remove));
     guard.remove().await;
     if stage_removed.await.is_err() {
         tracing::warn!("the task removing the staging directory panicked");
+    }
+    // A tree written and not needed goes after the engine's last sync,
+    // which would otherwise wait for its freed blocks.
+    if tokio::task::spawn_blocking(move || drop(kept)).await.is_err() {
+        tracing::warn!("the task removing a source tree not needed panicked");
     }
     let remove_ms = ms(remove_started);
     // Whatever happened, the log of this run is kept: it says why.
@@ -320,12 +325,16 @@ async fn place_sources(
 }
 
 /// Whether mounted sources are a kept tree (see [`crate::trees`]).
-#[derive(Clone, Copy, Debug)]
 enum Kept {
     /// A copy of this build's own.
     No,
-    /// A tree an earlier build kept.
-    Found,
+    /// A tree an earlier build kept, and the tree this build wrote before
+    /// it found that one, if it did: removed when the engine is done with
+    /// the container ([`trees::Dropped`]).
+    Found {
+        /// Held for its drop.
+        _written: Option<trees::Dropped>,
+    },
     /// A tree staged now and kept.
     Added,
 }
@@ -377,12 +386,16 @@ async fn stage_sources(
             let read = source::digest(&s, &walked)?;
             if let Some(tree) = cache.find(&read.digest)? {
                 cache.remember(&fingerprint, &read.digest);
-                return Ok((tree, read, Kept::Found, cache));
+                return Ok((tree, read, Kept::Found { _written: None }, cache));
             }
         }
-        let (tree, staged, new) = cache.add(&s, &walked, cache.form_for_new())?;
+        let (tree, staged, added) = cache.add(&s, &walked, cache.form_for_new())?;
         cache.remember(&fingerprint, &staged.digest);
-        Ok((tree, staged, if new { Kept::Added } else { Kept::Found }, cache))
+        let kept = match added {
+            trees::Added::New => Kept::Added,
+            trees::Added::Found(dropped) => Kept::Found { _written: dropped },
+        };
+        Ok((tree, staged, kept, cache))
     });
     let created = match create_mounted(engine, &stage, body.clone(), labels.clone()).await {
         Ok(Ok(guard)) => confirm_mount_point(engine, guard, &mut stage).await,
