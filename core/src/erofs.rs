@@ -1,4 +1,5 @@
-//! A tar stream → an EROFS image, in one pass.
+//! A tar stream, or entries handed over one by one → an EROFS image, in
+//! one pass.
 //!
 //! EROFS is Linux's read-only filesystem (`fs/erofs`); since Linux 6.12 an
 //! image in a regular file mounts without a loop device. repro-run keeps

@@ -8,12 +8,14 @@
 //!   the manifest in a documented order.
 //! - [`hermetic`]: the fixed container settings every build runs with (the
 //!   environment built from scratch, hostname, user, paths, network).
-//! - [`digest`]: the `repro-tree-v1` tree digest over tar streams and
-//!   directories, and the [`digest::Digest`] type (`blake3:<hex>`).
+//! - [`digest`]: the `repro-tree-v1` tree digest over tar streams,
+//!   directories and entries handed over one by one
+//!   ([`digest::TreeBuilder`]), and the [`digest::Digest`] type
+//!   (`blake3:<hex>`).
 //! - [`record`]: the build record (what a build produced), as JSON.
 //! - [`engine`]: engine kinds, as a closed set.
-//! - [`erofs`]: a tar stream → an EROFS image (how kept source trees are
-//!   stored).
+//! - [`erofs`]: a tar stream, or entries one by one → an EROFS image (how
+//!   kept source trees are stored).
 //! - [`size`]: byte sizes as people write them (`512m`, `2g`).
 //!
 //! Everything that talks to an engine lives in the `repro-run` crate

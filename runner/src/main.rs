@@ -14,9 +14,14 @@
 //! - [`images`]: built-in image recipes, import, and rootfs digests.
 //! - [`prepare`]: base image + toolchain packages → toolchain image.
 //! - [`source`]: the project's files → a normalised tar for `/src`, or the
-//!   same tree staged on this machine for a bind mount.
-//! - [`staging`]: the staged tree's directory, the mount check, and outputs
-//!   read back from it.
+//!   same tree staged on this machine for a bind mount (a copy, or an EROFS
+//!   image), hashed as the tar would be without making one.
+//! - [`trees`]: staged trees kept between builds, found by their digest
+//!   (guessed from a fingerprint of the sources), and their eviction.
+//! - [`direct`]: a file written with direct I/O on a thread of its own
+//!   (a new kept image).
+//! - [`staging`]: the staged tree's directory, its overlay over a kept
+//!   tree, the mount check, and outputs read back from it.
 //! - [`pipe`]: a bounded in-process pipe between threads.
 //! - [`outputs`]: a tar stream from the container → a safe output directory.
 //! - [`printer`]: all user-facing output (stdout for data, stderr for the rest).

@@ -11,7 +11,7 @@
 //! The tar is uploaded through the engine ([`build`]). Or the same entries
 //! are written as files into a staging directory that is bind-mounted
 //! ([`stage`]; see [`crate::staging`]), or as an EROFS image kept for later
-//! builds ([`image`]; see [`crate::trees`]), or only digested ([`digest`]).
+//! builds ([`image`]; see [`crate::trees`]), or only digested ([`digest()`]).
 //! Those three make no tar: each file is read once and its entry handed to
 //! [`digest::TreeBuilder`], which gives the digest of the tar that would
 //! hold it. All four give the same digest for the same tree (the tests
