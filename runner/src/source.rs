@@ -59,8 +59,7 @@ pub struct SourceOptions {
 /// Builds the normalised tar of the sources in a temporary file, for an
 /// upload.
 pub fn build(opts: &SourceOptions) -> Result<SourceTar> {
-    let root = fs_err::canonicalize(&opts.root)?;
-    let paths = sorted_walk(&root, opts)?;
+    let Walked { root, paths } = walk_sources(opts)?;
     let mut file = tempfile::Builder::new()
         .prefix("repro-run-src-")
         .suffix(".tar")
@@ -96,8 +95,26 @@ pub struct Walked {
 /// Walks the sources (sorted, with the ignore files and excludes applied).
 pub fn walk_sources(opts: &SourceOptions) -> Result<Walked> {
     let root = fs_err::canonicalize(&opts.root)?;
-    let paths = sorted_walk(&root, opts)?;
+    let mut paths = walk(&root, &opts.exclude_paths, &opts.exclude_patterns)?;
+    paths.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
     Ok(Walked { root, paths })
+}
+
+/// The parent of `HOME` in the tar (`home`, owned by root; `HOME` itself
+/// is the build user's).
+pub(crate) fn home_parent() -> &'static Path {
+    let home = hermetic::HOME.trim_start_matches('/');
+    Path::new(home.split('/').next().unwrap_or("home"))
+}
+
+/// A source file's mode in the tree: 0755 if any execute bit is set, else
+/// 0644.
+fn tree_mode(meta: &std::fs::Metadata) -> u32 {
+    if meta.permissions().mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
 }
 
 /// A fingerprint of the walked sources as they stand on disk: each path
@@ -207,10 +224,9 @@ fn read(opts: &SourceOptions, walked: &Walked, sink: Sink) -> Result<Staged> {
 fn send_entries(walked: &Walked, ops: SyncSender<Op>) -> Result<Count> {
     let stopped = || anyhow::anyhow!("the source digest thread stopped");
     let send = |op: Op| ops.send(op).map_err(|_| stopped());
-    let home = hermetic::HOME.trim_start_matches('/');
     let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
-    send(Op::PlainDir(PathBuf::from(home.split('/').next().unwrap_or("home"))))?;
-    send(Op::Dir(PathBuf::from(home)))?;
+    send(Op::PlainDir(home_parent().to_owned()))?;
+    send(Op::Dir(PathBuf::from(hermetic::HOME.trim_start_matches('/'))))?;
     send(Op::Dir(src.to_owned()))?;
     let mut entries = 0;
     let mut bytes = 0;
@@ -226,7 +242,7 @@ fn send_entries(walked: &Walked, ops: SyncSender<Op>) -> Result<Count> {
             Kind::File => {
                 let mut f = fs_err::File::open(&abs)?;
                 let meta = f.metadata()?;
-                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                let mode = tree_mode(&meta);
                 let size = meta.len();
                 bytes += size;
                 let changed = || format!("{} changed while it was read: build again", abs.display());
@@ -332,12 +348,6 @@ impl Imager {
     }
 }
 
-fn sorted_walk(root: &Path, opts: &SourceOptions) -> Result<Vec<(PathBuf, Kind)>> {
-    let mut paths = walk(root, &opts.exclude_paths, &opts.exclude_patterns)?;
-    paths.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
-    Ok(paths)
-}
-
 /// What [`write_tree`] wrote.
 struct Count {
     /// Files, links and directories under `src/`.
@@ -352,10 +362,8 @@ fn write_tree<W: Write>(root: &Path, paths: &[(PathBuf, Kind)], opts: &SourceOpt
     let mut tar = tar::Builder::new(out);
     let mtime = opts.source_date_epoch;
     let owner = opts.owner;
-    let home = hermetic::HOME.trim_start_matches('/');
-    let home_parent = Path::new(home.split('/').next().unwrap_or("home"));
-    append_dir(&mut tar, home_parent, (0, 0), mtime)?;
-    append_dir(&mut tar, Path::new(home), owner, mtime)?;
+    append_dir(&mut tar, home_parent(), (0, 0), mtime)?;
+    append_dir(&mut tar, Path::new(hermetic::HOME.trim_start_matches('/')), owner, mtime)?;
     let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
     append_dir(&mut tar, src, owner, mtime)?;
 
@@ -378,8 +386,7 @@ fn write_tree<W: Write>(root: &Path, paths: &[(PathBuf, Kind)], opts: &SourceOpt
             Kind::File => {
                 let f = fs_err::File::open(&abs)?;
                 let meta = f.metadata()?;
-                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
-                let mut h = header(tar::EntryType::Regular, mode, mtime, owner);
+                let mut h = header(tar::EntryType::Regular, tree_mode(&meta), mtime, owner);
                 h.set_size(meta.len());
                 bytes += meta.len();
                 tar.append_data(&mut h, &name, f)

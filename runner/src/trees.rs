@@ -312,7 +312,7 @@ impl TreeCache {
                     .with_context(|| format!("cannot lock {}", new.path().display()))?;
                 let staged = source::stage(opts, new.path())?;
                 // The tree is `src/` alone; each build makes its own `HOME`.
-                fs_err::remove_dir_all(hermetic_home_root(new.path()))?;
+                fs_err::remove_dir_all(new.path().join(source::home_parent()))?;
                 fs_err::write(new.path().join(SIZE_FILE), staged.bytes.to_string())?;
                 (new.keep(), lock, staged)
             }
@@ -450,12 +450,6 @@ impl TreeCache {
             remove_logged(path);
         }
     }
-}
-
-/// `dir/home`, the parent of the staged `HOME`.
-fn hermetic_home_root(dir: &Path) -> PathBuf {
-    let home = repro_run_core::hermetic::HOME.trim_start_matches('/');
-    dir.join(home.split('/').next().unwrap_or("home"))
 }
 
 /// An exclusive lock on `dir`, if nobody holds one.
