@@ -280,9 +280,7 @@ fn sweep(base: &Path) {
         }
         if unmounted {
             tracing::debug!("removing {}, left by a build that was stopped", path.display());
-            if let Err(e) = fs_err::remove_dir_all(&path) {
-                tracing::warn!("could not remove {e}; remove it with `rm -rf {}`", path.display());
-            }
+            trees::remove_logged(&path);
         }
         drop(lock);
     }

@@ -237,10 +237,7 @@ impl TreeCache {
             }
             return;
         }
-        // Private, as `trees/` is.
-        let made = fs_err::create_dir_all(&self.hints)
-            .and_then(|()| fs_err::set_permissions(&self.hints, std::os::unix::fs::PermissionsExt::from_mode(0o700)));
-        let written = made.and_then(|()| {
+        let written = private_dir(&self.hints).and_then(|()| {
             let mut new = tempfile::Builder::new().prefix(".new-").tempfile_in(&self.hints)?;
             new.write_all(digest.to_hex().as_bytes())?;
             new.persist(&path).map_err(|e| e.error)?;
@@ -283,7 +280,7 @@ impl TreeCache {
     /// whether it is new: when a tree of that digest is kept already, that
     /// one is returned and the new one is dropped ([`Added::Found`]).
     pub fn add(&self, opts: &SourceOptions, walked: &Walked, form: Form) -> Result<(Tree, Staged, Added)> {
-        self.make_dir()?;
+        private_dir(&self.dir)?;
         let (new, lock, staged) = match form {
             Form::Image => {
                 let new = tempfile::Builder::new()
@@ -357,12 +354,6 @@ impl TreeCache {
                 Err(e.into())
             }
         }
-    }
-
-    fn make_dir(&self) -> Result<()> {
-        fs_err::create_dir_all(&self.dir)?;
-        fs_err::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        Ok(())
     }
 
     /// Removes the least recently used trees until the rest fit the budget,
@@ -452,6 +443,13 @@ impl TreeCache {
     }
 }
 
+/// Makes `dir` (and its parents) if need be, readable by its owner only:
+/// `trees/` and `hints/`.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs_err::create_dir_all(dir)?;
+    fs_err::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+}
+
 /// An exclusive lock on `dir`, if nobody holds one.
 pub(crate) fn try_lock(dir: &Path) -> Option<fs_err::File> {
     let f = fs_err::File::open(dir).ok()?;
@@ -460,7 +458,7 @@ pub(crate) fn try_lock(dir: &Path) -> Option<fs_err::File> {
 }
 
 /// Removes a directory or a file, logging a failure.
-fn remove_logged(dir: &Path) {
+pub(crate) fn remove_logged(dir: &Path) {
     let removed = match fs_err::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => fs_err::remove_dir_all(dir),
         Ok(_) => fs_err::remove_file(dir),
