@@ -592,35 +592,34 @@ impl Engine {
 /// on the unix socket `path` (bollard does not show response headers);
 /// `None` if it cannot be had.
 async fn ping_server(path: &str) -> Option<(EngineKind, String, String)> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let ask = async {
-        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
-        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: repro-run\r\nConnection: close\r\n\r\n").await.ok()?;
-        let mut head = Vec::new();
-        s.take(16 * 1024).read_to_end(&mut head).await.ok()?;
-        parse_server_header(&String::from_utf8_lossy(&head))
-    };
-    tokio::time::timeout(Duration::from_secs(5), ask).await.ok().flatten()
+    let head = raw_request(path, "GET", "/_ping", Duration::from_secs(5)).await.ok()?;
+    parse_server_header(&String::from_utf8_lossy(&head))
 }
 
 /// `POST path` with an empty body on the unix socket `socket`, for the
 /// libpod calls bollard does not make: the status and the body.
 async fn libpod_post(socket: &str, path: &str) -> Result<(u16, String)> {
+    let raw = raw_request(socket, "POST", path, Duration::from_secs(60)).await?;
+    parse_response(&raw).with_context(|| format!("cannot read the answer to POST {path}"))
+}
+
+/// Sends `method path` with an empty body on the unix socket `socket` and
+/// reads the whole answer (at most 1 MiB), within `wait`.
+async fn raw_request(socket: &str, method: &str, path: &str, wait: Duration) -> Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let ask = async {
         let mut s = tokio::net::UnixStream::connect(socket).await?;
         let request =
-            format!("POST {path} HTTP/1.1\r\nHost: repro-run\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            format!("{method} {path} HTTP/1.1\r\nHost: repro-run\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         s.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         s.take(1 << 20).read_to_end(&mut raw).await?;
         std::io::Result::Ok(raw)
     };
-    let raw = tokio::time::timeout(Duration::from_secs(60), ask)
+    tokio::time::timeout(wait, ask)
         .await
-        .map_err(|_| EngineError(format!("no answer to POST {path} within 60 s")))?
-        .with_context(|| format!("cannot POST {path} on {socket}"))?;
-    parse_response(&raw).with_context(|| format!("cannot read the answer to POST {path}"))
+        .map_err(|_| EngineError(format!("no answer to {method} {path} within {} s", wait.as_secs())))?
+        .with_context(|| format!("cannot {method} {path} on {socket}"))
 }
 
 /// An HTTP/1.1 response → its status and body (chunked or not).
