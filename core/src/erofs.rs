@@ -1,4 +1,4 @@
-//! A tar stream, or entries handed over one by one → an EROFS image, in
+//! Entries of a source tree, handed over one by one → an EROFS image, in
 //! one pass.
 //!
 //! EROFS is Linux's read-only filesystem (`fs/erofs`); since Linux 6.12 an
@@ -14,8 +14,8 @@
 //!
 //! - 4096-byte blocks. Block 0 holds the superblock at byte 1024.
 //! - File and link data first, from block 1, each starting on a block,
-//!   uncompressed and contiguous (`EROFS_INODE_FLAT_PLAIN`), as the tar
-//!   streams it in: nothing is held back but the names.
+//!   uncompressed and contiguous (`EROFS_INODE_FLAT_PLAIN`), as it comes
+//!   in: nothing is held back but the names.
 //! - Then the metadata area: one 64-byte extended inode per entry (32-bit
 //!   owner ids, 64-bit size and mtime), the root's first. An inode's nid is
 //!   its offset in the area / 32; nids start at 2, so that no inode number
@@ -30,7 +30,7 @@
 //! [`ImageError`] rather than write an image the kernel would misread.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 
 /// Bytes in a block.
 pub const BLOCK: u64 = 4096;
@@ -47,10 +47,10 @@ const MAX_NAME: usize = 255;
 /// Why an image could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// Reading the tar or writing the image failed.
+    /// Writing the image failed.
     #[error(transparent)]
     Io(#[from] io::Error),
-    /// The tar holds something an image of sources cannot.
+    /// An entry an image of sources cannot hold, or one out of order.
     #[error("`{path}`: {why}")]
     Entry {
         /// The entry's path, lossily shown.
@@ -135,23 +135,6 @@ struct Open {
     left: u64,
 }
 
-/// Appends what is written to the open file.
-struct Appender<'a, W: Write + Seek>(&'a mut ImageWriter<W>);
-
-impl<W: Write + Seek> Write for Appender<'_, W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.append(data).map_err(|e| match e {
-            ImageError::Io(e) => e,
-            other => io::Error::other(other),
-        })?;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 impl<W: Write + Seek> ImageWriter<W> {
     /// An image whose root directory has `root`'s owner, mode and mtime.
     pub fn new(mut out: W, root: Meta) -> io::Result<Self> {
@@ -178,10 +161,10 @@ impl<W: Write + Seek> ImageWriter<W> {
         self.end_file()
     }
 
-    /// Adds the regular file `path` of `size` bytes, read from `data`.
-    pub fn file(&mut self, path: &[u8], meta: Meta, size: u64, data: &mut impl Read) -> Result<(), ImageError> {
-        self.begin_file(path, meta, size)?;
-        io::copy(&mut data.take(size), &mut Appender(self))?;
+    /// Adds the regular file `path` holding `data`.
+    pub fn file(&mut self, path: &[u8], meta: Meta, data: &[u8]) -> Result<(), ImageError> {
+        self.begin_file(path, meta, data.len() as u64)?;
+        self.append(data)?;
         self.end_file()
     }
 
@@ -393,37 +376,6 @@ fn superblock(root_nid: u16, inodes: u64, blocks: u64, meta_block: u64, time: u6
     Ok(b)
 }
 
-/// Writes the image of the tar stream `tar` to `out`. The root directory
-/// gets `root`.
-pub fn from_tar<R: Read, W: Write + Seek>(tar: R, out: W, root: Meta) -> Result<W, ImageError> {
-    let mut image = ImageWriter::new(out, root)?;
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = entry.path_bytes().into_owned();
-        let h = entry.header();
-        let meta = Meta {
-            mode: (h.mode()? & 0o7777) as u16,
-            uid: u32::try_from(h.uid()?).map_err(|_| bad(&path, "an owner id over 32 bits"))?,
-            gid: u32::try_from(h.gid()?).map_err(|_| bad(&path, "a group id over 32 bits"))?,
-            mtime: h.mtime()?,
-        };
-        match h.entry_type() {
-            tar::EntryType::Directory => image.dir(&path, meta)?,
-            tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| bad(&path, "a link without a target"))?.into_owned();
-                image.symlink(&path, &target, meta)?;
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
-                image.file(&path, meta, size, &mut entry)?;
-            }
-            other => return Err(bad(&path, format!("a tar entry of type {other:?}, which sources do not have"))),
-        }
-    }
-    image.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,7 +427,7 @@ mod tests {
     fn the_superblock_and_the_root_are_where_the_kernel_looks() {
         let img = image(|w| {
             w.dir(b"src/", M).unwrap();
-            w.file(b"src/a", Meta { mode: 0o644, ..M }, 5, &mut &b"hello"[..]).unwrap();
+            w.file(b"src/a", Meta { mode: 0o644, ..M }, b"hello").unwrap();
         });
         assert_eq!(img.len() % BLOCK as usize, 0);
         assert_eq!(u32_at(&img, 1024), MAGIC);
@@ -533,9 +485,9 @@ mod tests {
         assert!(msg(w.dir(b"d", M).unwrap_err()).contains("twice"));
         assert!(msg(w.dir(b"x/y", M).unwrap_err()).contains("its directory came after it"));
         assert!(msg(w.dir(&[b'n'; 256], M).unwrap_err()).contains("not a name"));
-        assert!(
-            msg(w.file(b"d/f", M, 9, &mut &b"short"[..]).unwrap_err()).contains("5 bytes of data where the tar says 9")
-        );
+        w.begin_file(b"d/f", M, 9).unwrap();
+        w.append(b"short").unwrap();
+        assert!(msg(w.end_file().unwrap_err()).contains("5 bytes of data where the tar says 9"));
         w.begin_file(b"d/g", M, 4).unwrap();
         w.append(b"ab").unwrap();
         assert!(msg(w.dir(b"d/h", M).unwrap_err()).contains("before the data of `d/g` ends"));
@@ -545,7 +497,7 @@ mod tests {
 
     #[test]
     fn data_in_pieces_is_the_same_image() {
-        let whole = image(|w| w.file(b"f", M, 5000, &mut &[7u8; 5000][..]).unwrap());
+        let whole = image(|w| w.file(b"f", M, &[7u8; 5000]).unwrap());
         let pieces = image(|w| {
             w.begin_file(b"f", M, 5000).unwrap();
             for _ in 0..5 {
@@ -557,24 +509,11 @@ mod tests {
     }
 
     #[test]
-    fn a_tar_becomes_the_same_tree() {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(7);
-        h.set_uid(1000);
-        h.set_gid(1000);
-        b.append_data(&mut h.clone(), "src/", io::empty()).unwrap();
-        let mut f = h.clone();
-        f.set_entry_type(tar::EntryType::Regular);
-        f.set_mode(0o644);
-        f.set_size(10_000);
-        f.set_mtime(7);
-        b.append_data(&mut f, "src/big", &vec![b'z'; 10_000][..]).unwrap();
-        let tar = b.into_inner().unwrap();
-        let img = from_tar(&tar[..], io::Cursor::new(Vec::new()), M).unwrap().into_inner();
+    fn a_file_of_several_blocks_is_one_run_of_blocks() {
+        let img = image(|w| {
+            w.dir(b"src/", Meta { mtime: 7, ..M }).unwrap();
+            w.file(b"src/big", Meta { mode: 0o644, mtime: 7, ..M }, &[b'z'; 10_000]).unwrap();
+        });
         let src = read_dir(&img, FIRST_NID).into_iter().find(|e| e.0 == b"src").unwrap();
         let big = read_dir(&img, src.1).into_iter().find(|e| e.0 == b"big").unwrap();
         let meta = u32_at(&img, 1024 + 40) as usize * BLOCK as usize;

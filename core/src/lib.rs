@@ -14,8 +14,8 @@
 //!   (`blake3:<hex>`).
 //! - [`record`]: the build record (what a build produced), as JSON.
 //! - [`engine`]: engine kinds, as a closed set.
-//! - [`erofs`]: a tar stream, or entries one by one → an EROFS image (how
-//!   kept source trees are stored).
+//! - [`erofs`]: entries handed over one by one → an EROFS image (how kept
+//!   source trees are stored).
 //! - [`size`]: byte sizes as people write them (`512m`, `2g`).
 //!
 //! Everything that talks to an engine lives in the `repro-run` crate

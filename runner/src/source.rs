@@ -329,11 +329,7 @@ impl Imager {
             Op::PlainDir(name) => image.dir(bytes(name), meta(0o755, (0, 0)))?,
             Op::Dir(name) => image.dir(bytes(name), meta(0o755, (uid, gid)))?,
             Op::Symlink(name, target) => image.symlink(bytes(name), bytes(target), meta(0o777, (uid, gid)))?,
-            Op::File(name, mode, data) => {
-                image.begin_file(bytes(name), meta(*mode as u16, (uid, gid)), data.len() as u64)?;
-                image.append(data)?;
-                image.end_file()?;
-            }
+            Op::File(name, mode, data) => image.file(bytes(name), meta(*mode as u16, (uid, gid)), data)?,
             Op::Open(name, mode, size) => image.begin_file(bytes(name), meta(*mode as u16, (uid, gid)), *size)?,
             Op::Data(data) => image.append(data)?,
             Op::Close => image.end_file()?,

@@ -13,7 +13,7 @@
 //! likes; the kept tree never changes.
 //!
 //! A kept tree is one EROFS image, `trees/<hex>.erofs` ([`Form::Image`]),
-//! written from the tar while it is hashed and mounted read-only; on a
+//! written in the pass that hashes the sources, and mounted read-only; on a
 //! kernel that cannot mount an image file, a directory `trees/<hex>/src`
 //! ([`Form::Dir`]).
 //!
