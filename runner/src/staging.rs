@@ -195,11 +195,8 @@ impl StageDir {
 
     /// Mounts a small tmpfs at the empty `src/` of a
     /// [`StageDir::skeleton`], holding [`PROBE`]: an engine that sees this
-    /// file at `/src` sees the mounts made here, as the overlay will be.
-    /// Asked before the tree is written, the engine answers at once; after,
-    /// it would first wait for the tree's writes to reach the disk (Docker
-    /// mounts and unmounts the container's filesystem to answer, and the
-    /// unmount syncs the disk: 70 ms for 100 MB here).
+    /// file at `/src` sees the mounts made here, as the overlay will be. So
+    /// the engine can be asked before the tree is known, while it is read.
     pub fn place_mount_probe(&mut self) -> Result<()> {
         use rustix::mount::{mount, MountFlags};
         let src = self.src();

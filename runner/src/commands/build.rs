@@ -346,9 +346,8 @@ type Created = Result<ContainerGuard, String>;
 /// process can mount an overlay and `cache_budget` is not 0 (see
 /// [`crate::trees`]), else as a copy of its own. Over a kept tree, the
 /// container is created while the tree is read (and, the first time,
-/// written), and comes back too: an engine syncs its own files to disk
-/// when it creates a container, and that waits much longer once the
-/// tree's writes are pending (about 60 ms for 100 MB here).
+/// written), and comes back too: creating it costs the build no time of
+/// its own then.
 async fn stage_sources(
     engine: &Engine,
     base: &Path,
