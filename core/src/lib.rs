@@ -20,7 +20,7 @@
 //!
 //! Everything that talks to an engine lives in the `repro-run` crate
 //! (`runner/`): keeping this crate pure lets it be tested with fixed vectors
-//! and reused by a non-local engine later (see DESIGN.md).
+//! and reused by a non-local engine later.
 
 pub mod digest;
 pub mod engine;

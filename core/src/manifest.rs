@@ -43,11 +43,15 @@ pub struct Limits {
     /// Processes of the build user (soft = hard), default 4096. Set
     /// explicitly because engines otherwise pass their own, which differ.
     pub nproc: u64,
+    /// Processes and threads in the whole container (its cgroup's
+    /// `pids.max`), default 4096: engines otherwise leave it unlimited, and
+    /// a fork bomb in a build takes the machine down.
+    pub pids: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout_secs: 3600, memory_bytes: None, millicpus: None, nofile: 1024, nproc: 4096 }
+        Limits { timeout_secs: 3600, memory_bytes: None, millicpus: None, nofile: 1024, nproc: 4096, pids: 4096 }
     }
 }
 
@@ -202,6 +206,7 @@ struct RawLimits {
     cpus: Option<Spanned<toml::Value>>,
     nofile: Option<Spanned<i64>>,
     nproc: Option<Spanned<i64>>,
+    pids: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -486,6 +491,11 @@ impl Manifest {
                 err(n.span(), format!("limits.nproc `{}` is too small: give at least 16, such as 4096", n.get_ref()))
             })?;
         }
+        if let Some(n) = raw.limits.pids {
+            limits.pids = u64::try_from(*n.get_ref()).ok().filter(|&n| n >= 16).ok_or_else(|| {
+                err(n.span(), format!("limits.pids `{}` is too small: give at least 16, such as 4096", n.get_ref()))
+            })?;
+        }
 
         Ok(Manifest {
             image: ImageSpec { name: name.into_inner(), rootfs },
@@ -662,7 +672,8 @@ env = { CFLAGS = "-O2" }
                 memory_bytes: Some(512 << 20),
                 millicpus: Some(1500),
                 nofile: 2048,
-                nproc: 4096
+                nproc: 4096,
+                pids: 4096
             }
         );
         assert_eq!(Manifest::parse(GOOD).unwrap().limits, Limits::default());
@@ -672,8 +683,10 @@ env = { CFLAGS = "-O2" }
             @r#"line 15, column 10: limits.memory `1k` is not a size of at least 6m: give bytes or a number with a unit, such as "512m" or "4g""#);
         insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\ncpus = -1\n")),
             @"line 15, column 8: limits.cpus `-1` is not a positive number, such as 2 or 1.5");
+        insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\npids = 3\n")),
+            @"line 15, column 8: limits.pids `3` is too small: give at least 16, such as 4096");
         insta::assert_snapshot!(error_of(&format!("{GOOD}\n[limits]\nswap = 1\n")),
-            @"line 15, column 1: unknown field `swap`, expected one of `timeout`, `memory`, `cpus`, `nofile`, `nproc`");
+            @"line 15, column 1: unknown field `swap`, expected one of `timeout`, `memory`, `cpus`, `nofile`, `nproc`, `pids`");
     }
 
     #[test]

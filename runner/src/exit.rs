@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success / reproducible |
-//! | 1    | not reproducible (or drift where `--check`) |
+//! | 1    | not reproducible (the commands that compare builds, when they come) |
 //! | 2    | usage, manifest or lock error |
 //! | 3    | engine unreachable or engine error |
 //! | 4    | the build command itself failed (non-zero exit, timeout) |
@@ -19,7 +19,8 @@ use std::process::ExitCode;
 pub enum Exit {
     /// 0: everything went well.
     Success,
-    /// 1: the builds differ (used by `verify` and `--check`).
+    /// 1: the builds differ (for the commands that compare builds; none
+    /// uses it yet).
     #[allow(dead_code)]
     NotReproducible,
     /// 2: bad arguments, manifest or lock.
@@ -69,7 +70,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         if cause.is::<BuildFailed>() {
             return Exit::BuildFailed;
         }
-        if cause.is::<EngineError>() || cause.is::<bollard::errors::Error>() {
+        if cause.is::<EngineError>() || crate::engine::is_engine_failure(cause) {
             return Exit::Engine;
         }
     }

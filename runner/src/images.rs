@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{bail, Context as _, Result};
-use bollard::models::ContainerCreateBody;
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use repro_run_core::digest::{self, Digest, TreeKind};
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::cache::JsonCache;
-use crate::engine::Engine;
+use crate::engine::{ContainerSpec, Engine};
 use crate::printer::Printer;
 use crate::signal;
 
@@ -171,14 +170,13 @@ pub async fn digest_image(engine: &Engine, reference: &str, no_cache: bool, prin
             return Ok(d);
         }
     }
-    let body = ContainerCreateBody {
-        image: Some(id.clone()),
+    let spec = ContainerSpec {
+        image: id.clone(),
         // Never started: any command will do, but imported images have none.
-        cmd: Some(vec!["/repro-run-never-started".into()]),
-        network_disabled: Some(true),
+        argv: vec!["/repro-run-never-started".into()],
         ..Default::default()
     };
-    let guard = engine.create(body, Default::default()).await?;
+    let guard = engine.create(&spec).await?;
     let result = signal::cancellable(digest_container(engine, guard.id(), printer)).await;
     guard.remove().await;
     let digest = result.with_context(|| format!("cannot digest image `{reference}`"))?;

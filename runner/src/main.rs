@@ -9,40 +9,52 @@
 //!   engine sees this machine's files).
 //! - [`cli`]: the clap definitions; their doc comments are the `--help` text.
 //! - [`commands`]: one module per subcommand, each with one `run`.
-//! - [`engine`]: the bollard client, behind a narrow set of calls, and the
-//!   guard that owns each container.
+//! - [`engine`]: the engine interface in the project's own types (a
+//!   container spec, an exit state, capabilities) and its one
+//!   implementation, the Docker Engine API through bollard (Docker, Podman);
+//!   the guard that owns each container; orphans of a killed run.
+//! - [`entry`]: the static entry helper every build command runs through
+//!   (the exact environment and umask, on any image).
 //! - [`images`]: built-in image recipes, import, and rootfs digests.
 //! - [`prepare`]: base image + toolchain packages → toolchain image.
-//! - [`source`]: the project's files → a normalised tar for `/src`, or the
-//!   same tree staged on this machine for a bind mount (a copy, or an EROFS
-//!   image), hashed as the tar would be without making one.
-//! - [`trees`]: staged trees kept between builds, found by their digest
-//!   (guessed from a fingerprint of the sources), and their eviction.
-//! - [`direct`]: a file written with direct I/O on a thread of its own
-//!   (a new kept image).
-//! - [`staging`]: the staged tree's directory, its overlay over a kept
-//!   tree, the mount check, and outputs read back from it.
-//! - [`pipe`]: a bounded in-process pipe between threads.
+//! - [`pipeline`]: one hermetic build, resolved build in, outcome out;
+//!   what `build` calls, and `lock` and `verify` will.
+//! - [`sources`]: the project's files → `/src`, behind one door: walked,
+//!   normalised and digested once, then mounted from this machine (over a
+//!   tree kept from an earlier build, where it can) or uploaded as a tar.
 //! - [`outputs`]: a tar stream from the container → a safe output directory.
 //! - [`printer`]: all user-facing output (stdout for data, stderr for the rest).
 //! - [`signal`]: Ctrl-C and SIGTERM, as a future every long step races.
+//!
+//! # One build, through the modules
+//!
+//! ```text
+//!   cli ─▶ commands::build ─ manifest + profile (core) ─▶ BuildPlan, env_id
+//!            │  prepare::base_image ─▶ images (recipe, import, digest)
+//!            │  prepare::toolchain_image (the one container with a network)
+//!            ▼
+//!          pipeline::run ─▶ sources::place ─▶ engine::create (ContainerSpec)
+//!                        ─▶ engine::run ─▶ ExitState, the log
+//!                        ─▶ sources::Placed::output ─▶ outputs::extract
+//!                        ─▶ sources::Placed::release (container, stage)
+//!            ▼
+//!          commands::build ─▶ the record (core::record), the printer
+//! ```
 
 mod cache;
 mod cli;
 mod commands;
-mod direct;
 mod engine;
+mod entry;
 mod exit;
 mod images;
 mod outputs;
-mod pipe;
+mod pipeline;
 mod prepare;
 mod printer;
 mod profiles;
 mod signal;
-mod source;
-mod staging;
-mod trees;
+mod sources;
 
 use std::process::ExitCode;
 

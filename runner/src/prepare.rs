@@ -7,11 +7,11 @@
 //! preparation runs once per machine.
 
 use anyhow::{bail, Context as _, Result};
-use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
 use repro_run_core::digest::Digest;
 use repro_run_core::hermetic;
+use repro_run_core::manifest::Network;
 
-use crate::engine::Engine;
+use crate::engine::{ContainerSpec, Engine, ExitState};
 use crate::images::{self, Recipe};
 use crate::printer::Printer;
 use crate::signal;
@@ -78,24 +78,33 @@ pub async fn toolchain_image(
          rm -rf /var/lib/apt/lists/*\n",
         packages.join(" ")
     );
-    let body = ContainerCreateBody {
-        image: Some(base.id.clone()),
-        cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
-        env: Some(vec![format!("PATH={}", hermetic::PATH), "DEBIAN_FRONTEND=noninteractive".into()]),
-        host_config: Some(HostConfig { network_mode: Some("bridge".into()), ..Default::default() }),
+    // The one container with the network, and with what apt needs: root,
+    // the default capabilities (apt drops to `_apt` with setuid/setgid),
+    // a writable root filesystem.
+    let spec = ContainerSpec {
+        image: base.id.clone(),
+        argv: vec!["/bin/sh".into(), "-c".into(), script],
+        env: vec![format!("PATH={}", hermetic::PATH), "DEBIAN_FRONTEND=noninteractive".into()],
+        network: Network::Bridge,
         ..Default::default()
     };
-    let guard = engine.create(body, Default::default()).await?;
+    let guard = engine.create(&spec).await?;
     let id = guard.id().to_owned();
     let result = signal::cancellable(async {
         let mut tail = Tail::default();
-        let (code, _) = engine
-            .run(&id, |chunk| {
+        let state = engine
+            .run(&id, None, |chunk| {
                 printer.log(chunk);
                 tail.push(chunk);
                 Ok(())
             })
             .await?;
+        let code = match state {
+            ExitState::Exited(code) | ExitState::OutOfMemory(code) => code,
+            ExitState::Interrupted => return Err(crate::exit::Interrupted.into()),
+            // No time limit is given above.
+            ExitState::TimedOut => bail!("the toolchain preparation was stopped at a time limit"),
+        };
         if code == NO_PACKAGE_MANAGER {
             bail!(
                 "image `{}` has no apt-get, so toolchain packages ({}) cannot be installed\n  hint: use a Debian-based \
@@ -112,8 +121,7 @@ pub async fn toolchain_image(
         }
         // The committed image carries no environment but PATH: the build
         // sets its own, from scratch.
-        let config = ContainerConfig { env: Some(vec![format!("PATH={}", hermetic::PATH)]), ..Default::default() };
-        engine.commit(&id, &tag, config).await
+        engine.commit(&id, &tag, vec![format!("PATH={}", hermetic::PATH)]).await
     })
     .await;
     guard.remove().await;

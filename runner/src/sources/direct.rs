@@ -1,7 +1,7 @@
 //! A file written with direct I/O (`O_DIRECT`), in aligned pieces, by a
 //! thread of its own.
 //!
-//! Why: a new kept source tree (see [`crate::trees`]) is a 100 MB file
+//! Why: a new kept source tree (see [`super::trees`]) is a 100 MB file
 //! written just before the container starts. Written through the page
 //! cache, it would sit there dirty, and the engine syncs the disk when it
 //! starts a container (Docker and Podman unmount an overlay then, and that

@@ -10,7 +10,8 @@
 //! source digest; only the way in differs.
 //!
 //! Whether the engine sees this machine's files is not assumed. Its `/info`
-//! must name this host and no user-id remapping ([`placement_forbids`]);
+//! must name this host and no user-id remapping
+//! ([`crate::engine::Capabilities::sees_local_files`]);
 //! then the container is created with the mounts and the engine is asked
 //! for a file that only the staged directory holds ([`PROBE`]). A Docker
 //! engine elsewhere refuses the mount; Podman creates the missing directory
@@ -30,14 +31,13 @@ use fs_err::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use bollard::models::{Mount, MountType};
 use repro_run_core::hermetic;
 
+use super::pipe;
+use super::trees::{self, Form, Tree, TreeCache};
+use super::walk::SourceOptions;
 use crate::cache::{self, JsonCache};
-use crate::engine::Placement;
-use crate::pipe;
-use crate::source::SourceOptions;
-use crate::trees::{self, Form, Tree, TreeCache};
+use crate::engine::{Mount, MountSource};
 
 /// A file put in the staged `HOME` before the container starts, and removed
 /// before it runs: if the engine sees it, it sees the staged directory.
@@ -46,7 +46,7 @@ pub const PROBE: &str = ".repro-run-mount-check";
 /// A private directory holding `src/` and `home/build/` for one build.
 ///
 /// `src/` is either a copy of the sources ([`StageDir::new`], then
-/// [`crate::source::stage`]) or an overlay mount over a kept tree
+/// [`super::walk::stage`]) or an overlay mount over a kept tree
 /// ([`StageDir::skeleton`], then [`StageDir::mount_tree`]), whose writes
 /// land in `upper/`.
 pub struct StageDir {
@@ -164,11 +164,9 @@ impl StageDir {
         [(self.src(), hermetic::SOURCE_DIR), (self.home(), hermetic::HOME)]
             .into_iter()
             .map(|(source, target)| Mount {
-                target: Some(target.to_owned()),
-                source: Some(source.display().to_string()),
-                typ: Some(MountType::BIND),
-                read_only: Some(false),
-                ..Default::default()
+                source: MountSource::HostPath(source),
+                target: target.to_owned(),
+                read_only: false,
             })
             .collect()
     }
@@ -314,11 +312,10 @@ fn make_writable(dir: &Path) {
     }
 }
 
-/// Why the sources cannot be mounted from this process, if they cannot.
-pub fn unmountable_because(endpoint: &str, owner: (u32, u32)) -> Option<String> {
-    if !endpoint.starts_with("unix://") {
-        return Some(format!("the engine at {endpoint} is not reached through a local socket"));
-    }
+/// Why this process cannot stage files for the build user `owner`, if
+/// it cannot: only root, or a process of the build user's own ids, gives
+/// the staged files to the build user.
+pub fn cannot_stage_for(owner: (u32, u32)) -> Option<String> {
     let (uid, gid) = current_ids();
     if uid != 0 && (uid, gid) != owner {
         return Some(format!(
@@ -332,35 +329,8 @@ pub fn unmountable_because(endpoint: &str, owner: (u32, u32)) -> Option<String> 
 fn current_ids() -> (u32, u32) {
     // The owner of a file this process creates: its filesystem uid and gid,
     // the last of the four ids on the `Uid:` and `Gid:` lines.
-    let fs_id = |key| crate::source::own_status(key)?.split_whitespace().nth(3)?.parse().ok();
+    let fs_id = |key| super::walk::own_status(key)?.split_whitespace().nth(3)?.parse().ok();
     (fs_id("Uid").unwrap_or(u32::MAX), fs_id("Gid").unwrap_or(u32::MAX))
-}
-
-/// Why what `/info` says rules mounting out, if it does: an engine on a
-/// machine of another name cannot see this one's files (and asking it to
-/// mount them would make Podman create empty directories over there), and
-/// an engine that remaps user ids would not give the files to the build
-/// user.
-pub fn placement_forbids(placement: &Placement) -> Option<String> {
-    let here = fs_err::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).ok();
-    placement_forbids_on(placement, here.as_deref())
-}
-
-fn placement_forbids_on(placement: &Placement, here: Option<&str>) -> Option<String> {
-    if placement.remaps_user_ids {
-        return Some(
-            "the engine maps user ids (userns-remap or rootless), so the staged files would not belong to the build \
-             user in the container"
-                .to_owned(),
-        );
-    }
-    match here {
-        Some(here) if !placement.host_name.is_empty() && placement.host_name != here => Some(format!(
-            "the engine runs on `{}`, and this is `{here}`: it cannot see this machine's files",
-            placement.host_name
-        )),
-        _ => None,
-    }
 }
 
 /// Cached verdicts: can the engine behind this socket (by its identity)
@@ -442,7 +412,7 @@ fn append_tree(tar: &mut tar::Builder<pipe::Writer>, path: &Path, name: &Path) -
     } else if ft.is_symlink() {
         h.set_entry_type(tar::EntryType::Symlink);
         let target = fs_err::read_link(path)?;
-        crate::source::append_symlink(tar, &mut h, name, target.as_os_str().as_bytes())?;
+        super::walk::append_symlink(tar, &mut h, name, target.as_os_str().as_bytes())?;
     } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
         let kind = if ft.is_fifo() {
             tar::EntryType::Fifo
@@ -516,19 +486,6 @@ mod tests {
     fn the_ids_read_from_proc_are_those_a_new_file_gets() {
         let made = tempfile::tempfile().unwrap().metadata().unwrap();
         assert_eq!(current_ids(), (made.uid(), made.gid()));
-    }
-
-    #[test]
-    fn an_engine_elsewhere_or_remapping_ids_is_not_asked_to_mount() {
-        let at = |name: &str, remaps| Placement { host_name: name.into(), remaps_user_ids: remaps };
-        assert_eq!(placement_forbids_on(&at("vm", false), Some("vm")), None);
-        // Nothing to compare: the probe decides.
-        assert_eq!(placement_forbids_on(&at("", false), Some("vm")), None);
-        assert_eq!(placement_forbids_on(&at("vm", false), None), None);
-        let elsewhere = placement_forbids_on(&at("build-host", false), Some("laptop")).unwrap();
-        assert!(elsewhere.contains("`build-host`") && elsewhere.contains("`laptop`"), "{elsewhere}");
-        let remaps = placement_forbids_on(&at("vm", true), Some("vm")).unwrap();
-        assert!(remaps.contains("userns-remap or rootless"), "{remaps}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! under the stage directory, named by the digest of its normalised tar,
 //! read-only to builds: each build mounts an overlay whose lower layer is
 //! the kept tree and whose upper layer is the build's own stage directory
-//! ([`crate::staging::StageDir::mount_tree`]). The build writes where it
+//! ([`super::staging::StageDir::mount_tree`]). The build writes where it
 //! likes; the kept tree never changes.
 //!
 //! A kept tree is one EROFS image, `trees/<hex>.erofs` ([`Form::Image`]),
@@ -19,7 +19,7 @@
 //!
 //! A build reads and hashes the sources every time (the digest goes into
 //! the record). Whether it also writes a new tree while it reads them is a
-//! guess made from their fingerprint ([`source::fingerprint`]: paths,
+//! guess made from their fingerprint ([`walk::fingerprint`]: paths,
 //! inodes, sizes, times, no content): `hints/<fingerprint>` names the tree
 //! the same fingerprint led to last ([`TreeCache::expected`]). With a hint,
 //! the build only reads, and uses the kept tree of the digest it gets
@@ -47,7 +47,7 @@ use anyhow::{Context as _, Result};
 use repro_run_core::digest::Digest;
 use rustix::fs::FlockOperation;
 
-use crate::source::{self, SourceOptions, Staged, Walked};
+use super::walk::{self, SourceOptions, Staged, Walked};
 use repro_run_core::erofs;
 
 /// Where kept trees live, under the stage directory.
@@ -96,7 +96,7 @@ fn kernel_has(fs: &str) -> bool {
 /// Why an overlay cannot be mounted by this process, if it cannot.
 pub fn cannot_overlay(stage_base: &Path) -> Option<String> {
     // CAP_SYS_ADMIN is bit 21 of the effective capabilities.
-    let caps = source::own_status("CapEff").and_then(|hex| u64::from_str_radix(&hex, 16).ok());
+    let caps = walk::own_status("CapEff").and_then(|hex| u64::from_str_radix(&hex, 16).ok());
     if caps.is_none_or(|c| c & (1 << 21) == 0) {
         return Some("this process lacks CAP_SYS_ADMIN, which mounting an overlay needs".to_owned());
     }
@@ -213,7 +213,7 @@ impl TreeCache {
     }
 
     /// The digest the sources had when last read with this fingerprint
-    /// ([`source::fingerprint`]), if a tree of it is still kept: then the
+    /// ([`walk::fingerprint`]), if a tree of it is still kept: then the
     /// sources are most likely unchanged, and a build reads and digests
     /// them before it writes anything. Otherwise it writes a new tree while
     /// it reads them, in one pass, and drops it if a tree of the same digest
@@ -295,7 +295,7 @@ impl TreeCache {
                     new.as_file().try_clone().context("cannot reopen the new image")?,
                     new.path(),
                 );
-                let staged = source::image(opts, walked, out)?;
+                let staged = walk::image(opts, walked, out)?;
                 let (_, path) = new.keep().context("cannot keep the new image")?;
                 (path, lock, staged)
             }
@@ -307,9 +307,9 @@ impl TreeCache {
                 let lock = fs_err::File::open(new.path())?;
                 rustix::fs::flock(&lock, FlockOperation::LockExclusive)
                     .with_context(|| format!("cannot lock {}", new.path().display()))?;
-                let staged = source::stage(opts, new.path())?;
+                let staged = walk::stage(opts, new.path())?;
                 // The tree is `src/` alone; each build makes its own `HOME`.
-                fs_err::remove_dir_all(new.path().join(source::home_parent()))?;
+                fs_err::remove_dir_all(new.path().join(walk::home_parent()))?;
                 fs_err::write(new.path().join(SIZE_FILE), staged.bytes.to_string())?;
                 (new.keep(), lock, staged)
             }
@@ -496,12 +496,12 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let cache = TreeCache::new(base.path(), 1 << 30);
         let p = project(&[("a", 3), ("b", 5)]);
-        let walked = source::walk_sources(&opts(p.path())).unwrap();
-        let read = source::digest(&opts(p.path()), &walked).unwrap();
+        let walked = walk::walk_sources(&opts(p.path())).unwrap();
+        let read = walk::digest(&opts(p.path()), &walked).unwrap();
         let digest = read.digest;
         assert!(cache.find(&digest).unwrap().is_none());
         let (tree, staged, _) =
-            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
+            cache.add(&opts(p.path()), &walk::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
         assert_eq!((&staged.digest, staged.entries, staged.bytes), (&digest, read.entries, 8));
         let dir = base.path().join("trees").join(digest.to_hex());
         assert_eq!((tree.path(), tree.form()), (dir.as_path(), Form::Dir));
@@ -521,7 +521,7 @@ mod tests {
         let cache = TreeCache::new(base.path(), 1 << 30);
         let p = project(&[("a", 3)]);
         let (tree, staged, _) =
-            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
+            cache.add(&opts(p.path()), &walk::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
         let file = base.path().join("trees").join(format!("{}.erofs", staged.digest.to_hex()));
         assert_eq!((tree.path(), tree.form()), (file.as_path(), Form::Image));
         let len = fs_err::metadata(&file).unwrap().len();
@@ -542,7 +542,7 @@ mod tests {
         for (i, len) in [100usize, 100, 100, 100].into_iter().enumerate() {
             let p = project(&[(&format!("f{i}"), len)]);
             let (tree, _, _) =
-                cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
+                cache.add(&opts(p.path()), &walk::walk_sources(&opts(p.path())).unwrap(), Form::Dir).unwrap();
             // Distinct last uses, oldest first.
             let t = filetime::FileTime::from_unix_time(1_000_000 + i as i64, 0);
             filetime::set_file_mtime(tree.path(), t).unwrap();
@@ -569,10 +569,10 @@ mod tests {
         let cache = TreeCache::new(base.path(), 1 << 30);
         let (p, q) = (project(&[("a", 3)]), project(&[("a", 3)]));
         let (first, staged, new) =
-            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
+            cache.add(&opts(p.path()), &walk::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
         assert!(matches!(new, Added::New));
         let (again, staged_again, found) =
-            cache.add(&opts(q.path()), &source::walk_sources(&opts(q.path())).unwrap(), Form::Image).unwrap();
+            cache.add(&opts(q.path()), &walk::walk_sources(&opts(q.path())).unwrap(), Form::Image).unwrap();
         let Added::Found(Some(dropped)) = found else { panic!("a copy of the same sources finds the kept tree") };
         assert_eq!((again.path(), &staged_again.digest), (first.path(), &staged.digest));
         let names = || -> Vec<_> {
@@ -589,8 +589,8 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let cache = TreeCache::new(base.path(), 1);
         let p = project(&[("a", 3)]);
-        let walked = source::walk_sources(&opts(p.path())).unwrap();
-        let fingerprint = source::fingerprint(&opts(p.path()), &walked).unwrap();
+        let walked = walk::walk_sources(&opts(p.path())).unwrap();
+        let fingerprint = walk::fingerprint(&opts(p.path()), &walked).unwrap();
         assert_eq!(cache.expected(&fingerprint), None);
         let (tree, staged, _) = cache.add(&opts(p.path()), &walked, Form::Dir).unwrap();
         cache.remember(&fingerprint, &staged.digest);
@@ -610,7 +610,7 @@ mod tests {
         drop(tree);
         let q = project(&[("b", 3)]);
         let (_newer, _, _) =
-            cache.add(&opts(q.path()), &source::walk_sources(&opts(q.path())).unwrap(), Form::Dir).unwrap();
+            cache.add(&opts(q.path()), &walk::walk_sources(&opts(q.path())).unwrap(), Form::Dir).unwrap();
         cache.evict();
         assert_eq!(cache.expected(&fingerprint), None);
         assert!(!hint.exists(), "the hint of an evicted tree is removed");
@@ -622,7 +622,7 @@ mod tests {
         let cache = TreeCache::new(base.path(), 1 << 30);
         let p = project(&[("a", 3)]);
         let (_tree, staged, _) =
-            cache.add(&opts(p.path()), &source::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
+            cache.add(&opts(p.path()), &walk::walk_sources(&opts(p.path())).unwrap(), Form::Image).unwrap();
         let prints: Vec<Digest> = (0..MAX_HINTS + 4).map(|i| Digest::of_bytes(&i.to_le_bytes())).collect();
         for (i, fingerprint) in prints.iter().enumerate() {
             cache.remember(fingerprint, &staged.digest);

@@ -10,8 +10,8 @@
 //!
 //! The tar is uploaded through the engine ([`build`]). Or the same entries
 //! are written as files into a staging directory that is bind-mounted
-//! ([`stage`]; see [`crate::staging`]), or as an EROFS image kept for later
-//! builds ([`image`]; see [`crate::trees`]), or only digested ([`digest()`]).
+//! ([`stage`]; see [`super::staging`]), or as an EROFS image kept for later
+//! builds ([`image`]; see [`super::trees`]), or only digested ([`digest()`]).
 //! Those three make no tar: each file is read once and its entry handed to
 //! [`digest::TreeBuilder`], which gives the digest of the tar that would
 //! hold it. All four give the same digest for the same tree (the tests
@@ -28,7 +28,7 @@ use repro_run_core::digest::{self, Digest, TreeKind};
 use repro_run_core::erofs;
 use repro_run_core::hermetic;
 
-use crate::direct::DirectWriter;
+use super::direct::DirectWriter;
 
 /// A finished source tar on disk.
 pub struct SourceTar {
@@ -73,6 +73,29 @@ pub fn build(opts: &SourceOptions) -> Result<SourceTar> {
     let digest = digest::digest_tar(std::io::BufReader::new(&*f), TreeKind::Artifacts)
         .context("cannot digest the source tar")?;
     Ok(SourceTar { file, digest, entries })
+}
+
+/// A tar holding each `(host file, path in the container)`, for files
+/// that a container gets by upload instead of a mount: owned by root,
+/// mode and bytes as on this machine, the parent directories 0755.
+pub fn tar_of_files(files: &[(PathBuf, String)]) -> Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (host, target) in files {
+        let name = Path::new(target.trim_start_matches('/'));
+        let mut parents: Vec<&Path> = name.ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()).collect();
+        parents.reverse();
+        for p in parents {
+            append_dir(&mut tar, p, (0, 0), 0)?;
+        }
+        let bytes = fs_err::read(host)?;
+        let mode = fs_err::metadata(host)?.permissions().mode() & 0o7777;
+        let mut h = header(tar::EntryType::Regular, mode, 0, (0, 0));
+        h.set_size(bytes.len() as u64);
+        tar.append_data(&mut h, name, bytes.as_slice())
+            .with_context(|| format!("cannot add {} to a tar", host.display()))?;
+    }
+    tar.into_inner().context("cannot finish a tar")
 }
 
 /// What staging (or only reading) the sources found.
@@ -122,7 +145,7 @@ fn tree_mode(meta: &std::fs::Metadata) -> u32 {
 /// changes), and the owner and mtime the tree is stamped with. Reading no
 /// file, it costs one `lstat` per entry. It only guesses: the same
 /// fingerprint almost surely means the same content, but builds still read
-/// and digest the sources ([`crate::trees::TreeCache::expected`]).
+/// and digest the sources ([`super::trees::TreeCache::expected`]).
 pub fn fingerprint(opts: &SourceOptions, walked: &Walked) -> Result<Digest> {
     use rustix::fs::{AtFlags, Mode, OFlags};
     // Gathered, then hashed at once: faster than 10,000 small updates.
@@ -164,7 +187,7 @@ pub fn fingerprint(opts: &SourceOptions, walked: &Walked) -> Result<Digest> {
 
 /// The digest of the normalised tar of the sources, with its number of
 /// entries and bytes, without writing the tar or the files anywhere: the key
-/// under which an unchanged tree is found again ([`crate::trees`]).
+/// under which an unchanged tree is found again ([`super::trees`]).
 pub fn digest(opts: &SourceOptions, walked: &Walked) -> Result<Staged> {
     read(opts, walked, Sink::Nowhere)
 }

@@ -1,11 +1,7 @@
-//! The container engine, through bollard, behind a narrow set of calls:
-//! connect, create, upload, run (attach, start, wait), download, export, import,
-//! commit, remove. Docker and Podman (through its Docker-compatible socket)
-//! both speak this API; nothing here assumes a local socket beyond `connect`.
-//!
-//! Every container is owned by a [`ContainerGuard`]: the code that creates
-//! one awaits [`ContainerGuard::remove`] on every path, success, failure and
-//! interruption alike, and a failure to remove is logged, never hidden.
+//! The Docker Engine API implementation of [`super`], through bollard: Docker,
+//! and Podman through its Docker-compatible socket, local or remote. This
+//! file is the only place that names bollard; [`Engine::create`] translates
+//! a [`ContainerSpec`] into the API's container body.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,25 +10,27 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use bollard::models::{ContainerConfig, ContainerCreateBody};
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, MountType, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CommitContainerOptionsBuilder, ContainerArchiveInfoOptionsBuilder,
-    CreateContainerOptions, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ListImagesOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use repro_run_core::engine::EngineKind;
+use repro_run_core::manifest::Network;
 use repro_run_core::record::{EngineFacts, HostFacts};
 
+use super::{
+    owner_is_gone, owner_label, short, Capabilities, ContainerGuard, ContainerSpec, ExitState, MountSource,
+    LABEL_MANAGED, LABEL_OWNER,
+};
 use crate::cache::JsonCache;
 use crate::exit::EngineError;
-
-/// Label put on every container repro-run creates.
-pub const LABEL_MANAGED: &str = "org.repro-run.managed";
-/// Label naming the project directory a container builds.
-pub const LABEL_PROJECT: &str = "org.repro-run.project";
+use crate::signal;
 
 /// Which engine to talk to, as given with `--engine`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,22 +297,54 @@ impl Engine {
         Ok((facts, host))
     }
 
-    /// What `/info` says about where the engine runs: the host name of its
-    /// machine, and whether it maps the container's user ids to other ids
-    /// on the host (Docker's userns-remap, a rootless engine: then a file
-    /// given to uid 1000 here is not uid 1000's in the container).
-    pub async fn placement(&self) -> Result<Placement> {
+    /// What the engine can do for this machine: `/info` says where it runs
+    /// (the host name of its machine) and whether it maps the container's
+    /// user ids to other ids on the host (Docker's userns-remap, a rootless
+    /// engine: then a file given to uid 1000 here is not uid 1000's in the
+    /// container).
+    pub async fn capabilities(&self) -> Result<Capabilities> {
         let info = self.docker.info().await.context("cannot ask the engine for its configuration")?;
-        Ok(Placement {
-            host_name: info.name.unwrap_or_default(),
-            remaps_user_ids: remaps_user_ids(info.security_options.as_deref().unwrap_or_default()),
+        let remaps_user_ids = remaps_user_ids(info.security_options.as_deref().unwrap_or_default());
+        let here = fs_err::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).ok();
+        let not_local_because =
+            not_local_because(&self.endpoint, &info.name.unwrap_or_default(), here.as_deref(), remaps_user_ids);
+        Ok(Capabilities {
+            sees_local_files: not_local_because.is_none(),
+            not_local_because,
+            mounts_rootfs: self.kind == EngineKind::Podman && self.endpoint.starts_with("unix://"),
+            remaps_user_ids,
         })
     }
 
-    /// What identifies the engine's socket file (see `engines.json`);
-    /// `None` for an endpoint that is not a unix socket.
-    pub fn socket_identity(&self) -> Option<String> {
+    /// What identifies this engine across runs, for the answers cached
+    /// about it: the socket file's identity (see `engines.json`); `None`
+    /// for an endpoint that is not a unix socket.
+    pub fn identity(&self) -> Option<String> {
         socket_identity(&self.endpoint)
+    }
+
+    /// Removes the containers that a repro-run killed on this machine
+    /// (`kill -9`, a crash, a lost engine) left behind: those labelled
+    /// [`LABEL_MANAGED`] whose [`LABEL_OWNER`] process is gone. A
+    /// container of a live build, of another machine, or of another tool is
+    /// never touched. Returns the short ids removed.
+    pub async fn remove_orphans(&self) -> Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_owned(), vec![LABEL_MANAGED.to_owned()])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let listed = self.docker.list_containers(Some(options)).await.context("cannot list containers")?;
+        let mut removed = Vec::new();
+        for c in listed {
+            let labels = c.labels.unwrap_or_default();
+            let (Some(id), Some(owner)) = (c.id, labels.get(LABEL_OWNER)) else { continue };
+            if !labels.contains_key(LABEL_MANAGED) || !owner_is_gone(owner) {
+                continue;
+            }
+            match self.remove_container(&id).await {
+                Ok(()) => removed.push(short(&id).to_owned()),
+                Err(e) => tracing::warn!("cannot remove container {}, left by a stopped repro-run: {e:#}", short(&id)),
+            }
+        }
+        Ok(removed)
     }
 
     /// The engine's id of an image, or `None` when it has no such image.
@@ -387,17 +417,12 @@ impl Engine {
 
     /// Creates a container (never started by this call) owned by the
     /// returned guard.
-    pub async fn create(&self, body: ContainerCreateBody, labels: HashMap<String, String>) -> Result<ContainerGuard> {
-        let mut body = body;
-        let mut all_labels = labels;
-        all_labels.insert(LABEL_MANAGED.into(), "true".into());
-        body.labels = Some(all_labels);
-        let image = body.image.clone().unwrap_or_default();
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<ContainerGuard> {
         let created = self
             .docker
-            .create_container(None::<CreateContainerOptions>, body)
+            .create_container(None::<CreateContainerOptions>, body_of(spec))
             .await
-            .with_context(|| format!("cannot create a container from image `{image}`"))?;
+            .with_context(|| format!("cannot create a container from image `{}`", spec.image))?;
         for w in created.warnings {
             tracing::warn!("engine: {w}");
         }
@@ -423,8 +448,8 @@ impl Engine {
     }
 
     /// Starts a created container and hands its stdout and stderr to
-    /// `sink` as they come; the exit code, and whether the kernel killed it
-    /// for lack of memory.
+    /// `sink` as they come, until it ends, `timeout` passes or a signal
+    /// comes (the container is left running then, for its guard to remove).
     ///
     /// The output is attached to before the start, so nothing is missed,
     /// and it closes as the command exits. The engine then usually says at
@@ -432,19 +457,37 @@ impl Engine {
     /// output and goes on, or the engine is slow to notice), this waits.
     /// On Podman this ends about half a second sooner than a followed log
     /// and a wait do.
-    pub async fn run(&self, container: &str, mut sink: impl FnMut(&[u8]) -> Result<()>) -> Result<(i64, bool)> {
-        let mut output = Box::pin(self.attach(container).await?);
-        self.start(container).await?;
-        while let Some(chunk) = output.next().await {
-            sink(&chunk?)?;
-        }
-        match self.exit_state(container).await? {
-            Some(state) => Ok(state),
-            None => {
-                tracing::debug!("the output ended before the engine said the container stopped; waiting");
-                let code = self.wait(container).await?;
-                Ok((code, self.oom_killed(container).await?))
+    pub async fn run(
+        &self,
+        container: &str,
+        timeout: Option<Duration>,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<ExitState> {
+        let ran = async {
+            let mut output = Box::pin(self.attach(container).await?);
+            self.start(container).await?;
+            while let Some(chunk) = output.next().await {
+                sink(&chunk?)?;
             }
+            let (code, oom) = match self.exit_state(container).await? {
+                Some(state) => state,
+                None => {
+                    tracing::debug!("the output ended before the engine said the container stopped; waiting");
+                    let code = self.wait(container).await?;
+                    (code, self.oom_killed(container).await?)
+                }
+            };
+            anyhow::Ok(if oom { ExitState::OutOfMemory(code) } else { ExitState::Exited(code) })
+        };
+        let timed = async {
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, ran).await.unwrap_or(Ok(ExitState::TimedOut)),
+                None => ran.await,
+            }
+        };
+        match signal::cancellable(timed).await {
+            Err(e) if e.is::<crate::exit::Interrupted>() => Ok(ExitState::Interrupted),
+            other => other,
         }
     }
 
@@ -566,8 +609,10 @@ impl Engine {
         }
     }
 
-    /// Commits the container as image `reference`; returns the image id.
-    pub async fn commit(&self, container: &str, reference: &str, config: ContainerConfig) -> Result<String> {
+    /// Commits the container as image `reference`, whose configuration
+    /// holds no variable but `env`; returns the image id.
+    pub async fn commit(&self, container: &str, reference: &str, env: Vec<String>) -> Result<String> {
+        let config = ContainerConfig { env: Some(env), ..Default::default() };
         let (repo, tag) = split_reference(reference);
         let options = CommitContainerOptionsBuilder::default().container(container).repo(repo).tag(tag).build();
         self.docker
@@ -579,7 +624,7 @@ impl Engine {
             .ok_or_else(|| EngineError(format!("the engine committed `{reference}` but does not list it")).into())
     }
 
-    async fn remove_container(&self, id: &str) -> Result<(), bollard::errors::Error> {
+    pub(super) async fn remove_container(&self, id: &str) -> Result<(), bollard::errors::Error> {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
@@ -728,73 +773,97 @@ fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
-/// Where an engine runs, as far as mounting this machine's files goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Placement {
-    /// The host name of the engine's machine.
-    pub host_name: String,
-    /// Whether container user ids are mapped to other ids on the host.
-    pub remaps_user_ids: bool,
-}
-
-/// Owns one container. Await [`ContainerGuard::remove`] on every path.
-///
-/// `Drop` cannot await, so a guard dropped without `remove` (a bug) starts a
-/// best-effort removal in the background and says so.
-/// `REPRO_RUN_KEEP_CONTAINER=1` keeps containers for debugging.
-pub struct ContainerGuard {
-    engine: Engine,
-    id: String,
-    removed: bool,
-}
-
-impl ContainerGuard {
-    /// The container id.
-    pub fn id(&self) -> &str {
-        &self.id
+/// Why an engine at `endpoint`, whose `/info` names the machine
+/// `engine_host`, cannot see this machine's (`here`) files, if it cannot:
+/// an engine on a machine of another name cannot (and asking it to mount
+/// them would make Podman create empty directories over there), and one
+/// that remaps user ids would not give the files to the build user.
+fn not_local_because(endpoint: &str, engine_host: &str, here: Option<&str>, remaps_user_ids: bool) -> Option<String> {
+    if !endpoint.starts_with("unix://") {
+        return Some(format!("the engine at {endpoint} is not reached through a local socket"));
     }
-
-    /// Force-removes the container (and its anonymous volumes). A failure is
-    /// logged with the command that finishes the job, never hidden.
-    pub async fn remove(mut self) {
-        self.removed = true;
-        if std::env::var_os("REPRO_RUN_KEEP_CONTAINER").is_some_and(|v| v == "1") {
-            tracing::warn!("keeping container {} (REPRO_RUN_KEEP_CONTAINER=1)", short(&self.id));
-            return;
-        }
-        // A removal must finish even while a signal is being handled.
-        match self.engine.remove_container(&self.id).await {
-            Ok(()) => tracing::debug!("removed container {}", short(&self.id)),
-            Err(err) => tracing::warn!(
-                "could not remove container {}: {err}; remove it with `{} rm -f {}`",
-                short(&self.id),
-                self.engine.kind,
-                self.id
-            ),
-        }
+    if remaps_user_ids {
+        return Some(
+            "the engine maps user ids (userns-remap or rootless), so the staged files would not belong to the build \
+             user in the container"
+                .to_owned(),
+        );
+    }
+    match here {
+        Some(here) if !engine_host.is_empty() && engine_host != here => Some(format!(
+            "the engine runs on `{engine_host}`, and this is `{here}`: it cannot see this machine's files"
+        )),
+        _ => None,
     }
 }
 
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        if self.removed {
-            return;
-        }
-        tracing::warn!("container {} was not removed by its owner; removing it now", short(&self.id));
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let engine = self.engine.clone();
-            let id = std::mem::take(&mut self.id);
-            handle.spawn(async move {
-                if let Err(err) = engine.remove_container(&id).await {
-                    tracing::warn!("could not remove container {}: {err}", short(&id));
-                }
-            });
-        }
+/// The API's container body for a spec, with the labels every container
+/// gets.
+fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    labels.insert(LABEL_MANAGED.into(), "true".into());
+    labels.insert(LABEL_OWNER.into(), owner_label());
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let MountSource::HostPath(source) = &m.source;
+            bollard::models::Mount {
+                target: Some(m.target.clone()),
+                source: Some(source.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let ulimits = [("nofile", spec.limits.nofile), ("nproc", spec.limits.nproc)]
+        .into_iter()
+        .filter_map(|(name, n)| {
+            let n = i64::try_from(n?).ok()?;
+            Some(ResourcesUlimits { name: Some(name.into()), soft: Some(n), hard: Some(n) })
+        })
+        .collect::<Vec<_>>();
+    let security = &spec.security;
+    let mut security_opt = Vec::new();
+    if security.no_new_privileges {
+        security_opt.push("no-new-privileges".to_owned());
+    }
+    let to_i64 = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok());
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.argv.clone()),
+        entrypoint: Some(vec![]),
+        env: Some(spec.env.clone()),
+        working_dir: spec.workdir.clone(),
+        user: spec.user.clone(),
+        hostname: spec.hostname.clone(),
+        domainname: spec.hostname.as_ref().map(|_| String::new()),
+        network_disabled: Some(spec.network == Network::None),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some(spec.network.as_str().to_owned()),
+            mounts: Some(mounts),
+            tmpfs: Some(spec.tmpfs.iter().map(|t| (t.target.clone(), t.options.clone())).collect()),
+            memory: to_i64(spec.limits.memory_bytes),
+            // Swap counts against the limit, so the limit means what it says.
+            memory_swap: to_i64(spec.limits.memory_bytes),
+            nano_cpus: to_i64(spec.limits.millicpus.map(|m| m * 1_000_000)),
+            pids_limit: to_i64(spec.limits.pids),
+            ulimits: (!ulimits.is_empty()).then_some(ulimits),
+            cap_drop: security.drop_all_capabilities.then(|| vec!["ALL".to_owned()]),
+            security_opt: (!security_opt.is_empty()).then_some(security_opt),
+            readonly_rootfs: Some(security.read_only_rootfs),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
+/// Whether `cause` is an error of the engine's API (see
+/// [`super::is_engine_failure`]).
+pub(super) fn is_api_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause.is::<bollard::errors::Error>()
 }
 
 #[cfg(test)]
@@ -852,6 +921,21 @@ mod tests {
         assert!(remaps_user_ids(&opts(&["name=seccomp,profile=default", "name=userns"])));
         assert!(remaps_user_ids(&opts(&["name=rootless"])));
         assert!(!remaps_user_ids(&[]));
+    }
+
+    #[test]
+    fn an_engine_elsewhere_or_remapping_ids_does_not_see_local_files() {
+        let local = "unix:///var/run/docker.sock";
+        assert_eq!(not_local_because(local, "vm", Some("vm"), false), None);
+        // Nothing to compare: the probe decides.
+        assert_eq!(not_local_because(local, "", Some("vm"), false), None);
+        assert_eq!(not_local_because(local, "vm", None, false), None);
+        let elsewhere = not_local_because(local, "build-host", Some("laptop"), false).unwrap();
+        assert!(elsewhere.contains("`build-host`") && elsewhere.contains("`laptop`"), "{elsewhere}");
+        let remaps = not_local_because(local, "vm", Some("vm"), true).unwrap();
+        assert!(remaps.contains("userns-remap or rootless"), "{remaps}");
+        let remote = not_local_because("tcp://127.0.0.1:2375", "vm", Some("vm"), false).unwrap();
+        assert!(remote.contains("not reached through a local socket"), "{remote}");
     }
 
     #[test]
