@@ -23,8 +23,8 @@ use util::{engines, Project};
 fn environment_is_built_from_scratch() {
     for engine in engines() {
         let p = Project::busybox(
-            // PID 1 is the shell `env -i` started: its environ is exactly what the
-            // build command was given.
+            // PID 1 is the shell the entry helper started: its environ is
+            // exactly what the build command was given.
             r#"["/bin/sh", "-c", "mkdir -p out && cat /proc/1/environ | tr '\\0' '\\n' > out/env"]"#,
             r#"outputs = ["out/"]
 env = { GREETING = "hello world" }"#,
