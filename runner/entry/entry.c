@@ -2,6 +2,7 @@
  * repro-run-entry: the first process of every build container.
  *
  *     repro-run-entry [--umask OCTAL] [--env K=V]... -- COMMAND [ARG]...
+ *     repro-run-entry --hold
  *
  * It starts from an EMPTY environment, puts exactly the given --env entries
  * in it, in order, sets the umask (left as it is without --umask), and
@@ -17,6 +18,10 @@
  * remembered and the search goes on; any other error stops it. Unlike
  * execvp, a file the kernel cannot run (ENOEXEC) is not retried with
  * /bin/sh: the image may have none.
+ *
+ * --hold waits, doing nothing, until it is killed: a container that only
+ * keeps its mounts up while files are read out of it (Podman mounts a
+ * volume of the `local` driver's only while a container that uses it runs).
  *
  * Exit codes, as env(1) and POSIX shells: 125 bad usage, 126 COMMAND found
  * but could not be run, 127 COMMAND not found. Every message goes to stderr,
@@ -66,6 +71,10 @@ static int cannot_run(const char *cmd, const char *file, int err, const char *pa
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--hold") == 0) {
+        for (;;)
+            pause();
+    }
     /* The environment, in order; at most one entry per argument, so
      * argc slots (on the stack, as argv itself is) are always enough. */
     char *envp[argc + 1];

@@ -94,7 +94,7 @@ pub struct PhaseTimes {
 pub async fn run(engine: &Engine, build: &ResolvedBuild, printer: &Printer) -> Result<BuildOutcome> {
     let helper = tokio::task::spawn_blocking(entry::installed).await.context("the entry helper task panicked")??;
     let spec = container_spec(&build.plan, &build.image, &build.project, &helper);
-    let placed = sources::place(engine, &build.transfer, &build.sources, &spec).await?;
+    let mut placed = sources::place(engine, &build.transfer, &build.sources, &spec).await?;
     printer.status(format!("sources: {} entries, {} ({})", placed.entries, placed.digest, placed.how()));
     // Made only now, so that the walk of the sources cannot see them.
     let made = tempfile::Builder::new()
@@ -105,14 +105,14 @@ pub async fn run(engine: &Engine, build: &ResolvedBuild, printer: &Printer) -> R
     let (out_dir, mut log) = match made {
         Ok(made) => made,
         Err(e) => {
-            placed.release().await;
+            placed.release(engine).await;
             return Err(e);
         }
     };
-    let ran = run_in_container(engine, &placed, &build.plan, out_dir.path(), &mut log, printer).await;
+    let ran = run_in_container(engine, &mut placed, &build.plan, out_dir.path(), &mut log, printer).await;
     let (source_digest, entries_ms) = (placed.digest, placed.source_ms);
     let remove_started = Instant::now();
-    placed.release().await;
+    placed.release(engine).await;
     let remove_ms = ms(remove_started);
     // Whatever happened, the log of this run is kept: it says why.
     let tail = log.tail.text();
@@ -238,7 +238,7 @@ struct Ran {
 
 async fn run_in_container(
     engine: &Engine,
-    placed: &Placed,
+    placed: &mut Placed,
     plan: &BuildPlan,
     out_dir: &Path,
     log: &mut BuildLog,

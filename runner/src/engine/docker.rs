@@ -14,7 +14,8 @@ use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, MountTyp
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CommitContainerOptionsBuilder, ContainerArchiveInfoOptionsBuilder,
     CreateContainerOptions, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder,
     UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
@@ -25,7 +26,7 @@ use repro_run_core::manifest::Network;
 use repro_run_core::record::{EngineFacts, HostFacts};
 
 use super::{
-    owner_is_gone, owner_label, short, Capabilities, ContainerGuard, ContainerSpec, ExitState, MountSource,
+    owner_is_gone, owner_label, short, Capabilities, ContainerGuard, ContainerSpec, ExitState, MountSource, Volume,
     LABEL_MANAGED, LABEL_OWNER,
 };
 use crate::cache::JsonCache;
@@ -312,6 +313,9 @@ impl Engine {
             sees_local_files: not_local_because.is_none(),
             not_local_because,
             mounts_rootfs: self.kind == EngineKind::Podman && self.endpoint.starts_with("unix://"),
+            // Docker's and Podman's `local` driver mount `type=overlay` as
+            // root for the container; a rootless engine cannot.
+            overlay_volumes: !remaps_user_ids && info.os_type.as_deref().is_none_or(|os| os == "linux"),
             remaps_user_ids,
         })
     }
@@ -333,6 +337,8 @@ impl Engine {
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let listed = self.docker.list_containers(Some(options)).await.context("cannot list containers")?;
         let mut removed = Vec::new();
+        let volumes = self.docker.list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()));
+        let volumes = volumes.await.context("cannot list volumes")?.volumes.unwrap_or_default();
         for c in listed {
             let labels = c.labels.unwrap_or_default();
             let (Some(id), Some(owner)) = (c.id, labels.get(LABEL_OWNER)) else { continue };
@@ -344,7 +350,63 @@ impl Engine {
                 Err(e) => tracing::warn!("cannot remove container {}, left by a stopped repro-run: {e:#}", short(&id)),
             }
         }
+        // Volumes after the containers that used them. Kept trees carry no
+        // owner: they outlive every build.
+        for v in volumes {
+            if v.labels.get(LABEL_OWNER).is_some_and(|owner| owner_is_gone(owner)) {
+                if let Err(e) = self.remove_volume(&v.name).await {
+                    tracing::warn!("cannot remove volume {}, left by a stopped repro-run: {e:#}", v.name);
+                }
+            }
+        }
         Ok(removed)
+    }
+
+    /// Creates the volume `name`, labelled as repro-run's (and with this
+    /// process as its owner when `owned`, so that it goes with its owner:
+    /// see [`Engine::remove_orphans`]). `options` are the `local` driver's
+    /// (`type`, `device`, `o`); none makes a plain volume.
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        options: &[(&str, String)],
+        labels: &[(&str, String)],
+        owned: bool,
+    ) -> Result<Volume> {
+        let mut all: HashMap<String, String> = labels.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        all.insert(LABEL_MANAGED.into(), "true".into());
+        if owned {
+            all.insert(LABEL_OWNER.into(), owner_label());
+        }
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some("local".to_owned()),
+            driver_opts: Some(options.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()),
+            labels: Some(all),
+            ..Default::default()
+        };
+        let v = self.docker.create_volume(request).await.with_context(|| format!("cannot create volume `{name}`"))?;
+        tracing::debug!("created volume {name} at {}", v.mountpoint);
+        Ok(Volume { name: v.name, mountpoint: v.mountpoint })
+    }
+
+    /// The volume `name`, or `None` when there is none.
+    pub async fn volume(&self, name: &str) -> Result<Option<Volume>> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(Volume { name: v.name, mountpoint: v.mountpoint })),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot inspect volume `{name}`")),
+        }
+    }
+
+    /// Removes the volume `name` and its files; one that is gone already is
+    /// no error. The engine refuses while a container uses it.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        let options = RemoveVolumeOptionsBuilder::default().force(false).build();
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove volume `{name}`")),
+        }
     }
 
     /// The engine's id of an image, or `None` when it has no such image.
@@ -590,10 +652,12 @@ impl Engine {
         }
         let path = PathBuf::from(body.trim());
         let mounts = fs_err::read_to_string("/proc/self/mountinfo")?;
-        if is_mount_point(&mounts, &path) {
+        // A caller that is not root may see the mount and still not read
+        // it (Podman's storage is root's).
+        if is_mount_point(&mounts, &path) && fs_err::read_dir(&path).is_ok() {
             return Ok(Some(path));
         }
-        tracing::debug!("Podman mounted the container at {}, which this process does not see", path.display());
+        tracing::debug!("Podman mounted the container at {}, which this process cannot read", path.display());
         self.unmount_rootfs(container).await;
         Ok(None)
     }
@@ -807,11 +871,14 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
         .mounts
         .iter()
         .map(|m| {
-            let MountSource::HostPath(source) = &m.source;
+            let (typ, source) = match &m.source {
+                MountSource::HostPath(p) => (MountType::BIND, p.display().to_string()),
+                MountSource::Volume(name) => (MountType::VOLUME, name.clone()),
+            };
             bollard::models::Mount {
                 target: Some(m.target.clone()),
-                source: Some(source.display().to_string()),
-                typ: Some(MountType::BIND),
+                source: Some(source),
+                typ: Some(typ),
                 read_only: Some(m.read_only),
                 ..Default::default()
             }

@@ -42,6 +42,8 @@ use repro_run_core::manifest::Network;
 pub const LABEL_MANAGED: &str = "org.repro-run.managed";
 /// Label naming the project directory a container builds.
 pub const LABEL_PROJECT: &str = "org.repro-run.project";
+/// Label naming the source digest a kept tree's volume holds.
+pub const LABEL_TREE: &str = "org.repro-run.tree";
 /// Label naming the process that owns a container: `<boot id> <pid>
 /// <start time>`, so that a later run can tell a container whose owner was
 /// killed from one a live build still uses.
@@ -97,6 +99,18 @@ pub enum MountSource {
     /// A path on the engine's machine: only for an engine that sees this
     /// machine's files ([`Capabilities::sees_local_files`]).
     HostPath(PathBuf),
+    /// A named volume of the engine's ([`Engine::create_volume`]).
+    Volume(String),
+}
+
+/// A named volume, as the engine made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    /// Its name.
+    pub name: String,
+    /// Where its files are on the engine's machine: what the options of
+    /// another volume (an overlay's layers) name.
+    pub mountpoint: String,
 }
 
 /// A tmpfs mount.
@@ -166,6 +180,11 @@ pub struct Capabilities {
     /// Container user ids are mapped to other ids on the host (Docker's
     /// userns-remap, a rootless engine).
     pub remaps_user_ids: bool,
+    /// The engine mounts a volume as an overlay of other volumes' files,
+    /// itself, for a container (the `local` driver's `type=overlay`): what
+    /// keeps source trees for a caller that cannot mount (see
+    /// `sources::volumes`).
+    pub overlay_volumes: bool,
 }
 
 /// Owns one container. Await [`ContainerGuard::remove`] on every path.

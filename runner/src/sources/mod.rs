@@ -6,6 +6,9 @@
 //!   engine sees this machine's files ([`staging`]); as root, over a tree
 //!   kept from an earlier build of the same content ([`trees`]), so that
 //!   a rebuild writes nothing but what the build writes;
+//! - **engine-mounted**: for a caller that cannot mount (not root: a
+//!   member of the `docker` group), the engine keeps the tree in a volume
+//!   and mounts the overlay over it itself ([`volumes`]);
 //! - **uploaded**: a normalised tar sent through the engine's archive API
 //!   ([`walk::build`]), which works with any engine.
 //!
@@ -19,6 +22,8 @@
 //!   staging  the private stage directory, its mounts and probes, and
 //!            outputs read back from it
 //!   trees    kept trees: found by digest, added, evicted (LRU, budget)
+//!   volumes  kept trees for a caller that cannot mount: the engine's
+//!            volumes, and an overlay the engine mounts itself
 //!   direct   O_DIRECT writing of a kept image
 //!   pipe     a bounded in-memory pipe between two threads
 //! ```
@@ -27,6 +32,7 @@ mod direct;
 mod pipe;
 mod staging;
 mod trees;
+mod volumes;
 mod walk;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +68,8 @@ impl Placed {
             Way::Mounted(_, Kept::Found { .. }) => "mounted, tree kept from an earlier build",
             Way::Mounted(_, Kept::Added) => "mounted, tree kept for later builds",
             Way::Uploaded(..) => "uploaded",
+            Way::Volumes(ref v) if v.added => "mounted by the engine, tree kept for later builds",
+            Way::Volumes(_) => "mounted by the engine, tree kept from an earlier build",
         }
     }
 
@@ -88,24 +96,26 @@ impl Placed {
     /// Mounted sources are read here, straight from the staged tree,
     /// unless a link the build made is in the way: the engine resolves
     /// those inside the container, as it does every uploaded output.
-    pub async fn output(&self, engine: &Engine, fetch: &str) -> Result<Option<Box<dyn std::io::Read + Send>>> {
+    pub async fn output(&mut self, engine: &Engine, fetch: &str) -> Result<Option<Box<dyn std::io::Read + Send>>> {
         let path = match fetch {
             "" => hermetic::SOURCE_DIR.to_owned(),
             f => format!("{}/{f}", hermetic::SOURCE_DIR),
         };
-        let local = match &self.way {
-            Way::Mounted(stage, _) => staging::local_output(&stage.src(), fetch),
-            Way::Uploaded(..) => None,
+        let build = self.guard.id();
+        let (local, from) = match &mut self.way {
+            Way::Mounted(stage, _) => (staging::local_output(&stage.src(), fetch), build),
+            Way::Uploaded(..) => (None, build),
+            Way::Volumes(v) => (None, v.reader(engine, build).await?),
         };
         match local {
             Some(Ok(reader)) => Ok(Some(Box::new(reader))),
             Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Some(Err(e)) => Err(e).with_context(|| format!("cannot read {path} from the staged sources")),
             None => {
-                if !engine.path_exists(self.guard.id(), &path).await? {
+                if !engine.path_exists(from, &path).await? {
                     return Ok(None);
                 }
-                let stream = Box::pin(engine.download(self.guard.id(), &path));
+                let stream = Box::pin(engine.download(from, &path));
                 Ok(Some(Box::new(SyncIoBridge::new(StreamReader::new(stream)))))
             }
         }
@@ -113,14 +123,18 @@ impl Placed {
 
     /// Removes the container and everything staged for it; what cannot be
     /// removed is logged with the command that does it.
-    pub async fn release(self) {
+    pub async fn release(self, engine: &Engine) {
         // The staged tree goes while the engine removes the container.
-        let (stage, kept) = match self.way {
-            Way::Mounted(stage, kept) => (Some(stage), Some(kept)),
-            Way::Uploaded(..) => (None, None),
+        let (stage, kept, volumes) = match self.way {
+            Way::Mounted(stage, kept) => (Some(stage), Some(kept), None),
+            Way::Uploaded(..) => (None, None, None),
+            Way::Volumes(v) => (None, None, Some(v)),
         };
         let stage_removed = tokio::task::spawn_blocking(move || stage.map(StageDir::remove));
         self.guard.remove().await;
+        if let Some(volumes) = volumes {
+            volumes.remove(engine).await;
+        }
         if stage_removed.await.is_err() {
             tracing::warn!("the task removing the staging directory panicked");
         }
@@ -142,6 +156,30 @@ pub async fn place(
     spec: &ContainerSpec,
 ) -> Result<Placed> {
     let (how, stage_base, cache_budget) = (settings.transfer, settings.stage_base.as_path(), settings.cache_budget);
+    if how != SourceTransfer::Upload && cache_budget > 0 {
+        if let Some(why) = trees::cannot_overlay(stage_base) {
+            match engine_keeps_trees(engine).await? {
+                Ok(()) => {
+                    tracing::debug!("the engine keeps the source tree: {why}");
+                    let placed = volumes::place(engine, stage_base, cache_budget, sources, spec).await.with_context(|| {
+                        format!("cannot have the engine mount the sources\n  hint: use --sources upload ({why})")
+                    })?;
+                    match placed {
+                        Ok(p) => {
+                            let way = Way::Volumes(p.volumes);
+                            let (guard, digest, entries, source_ms) = (p.guard, p.digest, p.entries, p.source_ms);
+                            return Ok(Placed { guard, digest, entries, source_ms, way });
+                        }
+                        Err(not) if how == SourceTransfer::Mount => {
+                            bail!("cannot mount the sources: {not}\n  hint: use --sources upload, which works with any engine")
+                        }
+                        Err(not) => tracing::info!("uploading the sources: {not}"),
+                    }
+                }
+                Err(not) => tracing::debug!("the engine cannot keep the source tree: {not}"),
+            }
+        }
+    }
     let identity = engine.identity();
     let hint = "hint: use --sources upload, which works with any engine";
     let cached = identity.as_deref().and_then(|id| staging::cached_verdict(id, stage_base));
@@ -223,6 +261,8 @@ enum Way {
     /// mounted read-only from this machine, to upload beside it: (host
     /// path, path in the container).
     Uploaded(walk::SourceTar, Vec<(PathBuf, String)>),
+    /// Over a tree the engine keeps, mounted by the engine.
+    Volumes(volumes::BuildVolumes),
 }
 
 /// Whether mounted sources are a kept tree (see [`trees`]).
@@ -412,6 +452,27 @@ async fn upload_sources(engine: &Engine, sources: &SourceOptions, spec: &Contain
     });
     let guard = engine.create(&spec).await?;
     Ok(Placed { guard, digest: tar.digest, entries: tar.entries, source_ms, way: Way::Uploaded(tar, files) })
+}
+
+/// Whether the engine can keep source trees in volumes and mount an
+/// overlay of them itself ([`volumes`]): `Ok(Err(why))` when it cannot.
+/// The answer is cached per engine.
+async fn engine_keeps_trees(engine: &Engine) -> Result<Result<(), String>> {
+    let cache = crate::cache::JsonCache::<bool>::open("overlay-volumes.json");
+    let id = engine.identity();
+    if let Some(true) = id.as_deref().and_then(|id| cache.get(id)) {
+        return Ok(Ok(()));
+    }
+    let caps = engine.capabilities().await?;
+    let verdict = match (caps.sees_local_files, caps.overlay_volumes) {
+        (true, true) => Ok(()),
+        (false, _) => Err(caps.not_local_because.unwrap_or_else(|| "the engine does not see this machine".into())),
+        (_, false) => Err("the engine cannot mount an overlay volume (rootless, or not Linux)".to_owned()),
+    };
+    if let Some(id) = id.as_deref() {
+        cache.put(id, verdict.is_ok());
+    }
+    Ok(verdict)
 }
 
 /// Where staging directories go by default: `builds/` in the cache
