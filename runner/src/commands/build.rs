@@ -40,18 +40,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         let engine = engine.clone();
         async move { engine.remove_orphans().await }
     });
-    let base = prepare::base_image(&engine, &project.manifest.image.name, printer).await?;
-    let base_digest = images::digest_image(&engine, &base.reference, false, printer).await?;
-    if let Some(pin) = project.manifest.image.rootfs {
-        if pin != base_digest {
-            bail!(
-                "image `{}` has rootfs {base_digest}, but {} pins {pin}\n  hint: rebuild or import the image the pin \
-                 names, or, if the new image is the one you want, set `rootfs = \"{base_digest}\"` under [image]",
-                base.reference,
-                global.manifest.display()
-            );
-        }
-    }
+    let (base, base_digest) = pinned_base(&engine, &project, &global.manifest, printer).await?;
     let source_dir = project.dir.join(&project.manifest.source.path);
     if !source_dir.is_dir() {
         bail!(
@@ -70,15 +59,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     }
     let toolchain = prepare::toolchain_image(&engine, &base, &plan.packages, printer).await?;
     let prepare_ms = ms(started);
-    match orphans.await.context("the orphan task panicked")? {
-        Ok(removed) if !removed.is_empty() => printer.status(format!(
-            "removed {} container(s) left by a repro-run that was killed: {}",
-            removed.len(),
-            removed.join(" ")
-        )),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot look for containers left by a killed repro-run: {e:#}"),
-    }
+    report_orphans(orphans.await.context("the orphan task panicked")?, printer);
 
     let stage_base = match args.stage_dir {
         Some(dir) => abs(&dir)?,
@@ -108,35 +89,87 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     // phase. It comes before the outputs move, so that a failure here
     // leaves the old ones.
     let (engine_facts, host) = asked.await.context("the engine version task panicked")??;
+    let timings = Timings { prepare_ms, total_ms: ms(started), ..Default::default() };
+    let record = record_of(&build.plan, &outcome, base_digest, toolchain, (engine_facts, host), timings);
     outputs::replace_dir(outcome.outputs, &out)
         .with_context(|| format!("cannot move the artifacts into {}", out.display()))?;
-    let plan = &build.plan;
+    write_atomic(&record_path, record.to_json().as_bytes())?;
+    report(&record, &out, &record_path, printer);
+    Ok(Exit::Success)
+}
+
+/// The base image the manifest names, made on first use, and its rootfs
+/// digest, which must be the manifest's pin where it has one.
+async fn pinned_base(
+    engine: &crate::engine::Engine,
+    project: &Project,
+    manifest_path: &Path,
+    printer: &Printer,
+) -> Result<(prepare::BaseImage, repro_run_core::digest::Digest)> {
+    let base = prepare::base_image(engine, &project.manifest.image.name, printer).await?;
+    let base_digest = images::digest_image(engine, &base.reference, false, printer).await?;
+    if let Some(pin) = project.manifest.image.rootfs {
+        if pin != base_digest {
+            bail!(
+                "image `{}` has rootfs {base_digest}, but {} pins {pin}\n  hint: rebuild or import the image the pin \
+                 names, or, if the new image is the one you want, set `rootfs = \"{base_digest}\"` under [image]",
+                base.reference,
+                manifest_path.display()
+            );
+        }
+    }
+    Ok((base, base_digest))
+}
+
+/// Says which containers of a killed repro-run were removed.
+fn report_orphans(removed: Result<Vec<String>>, printer: &Printer) {
+    match removed {
+        Ok(removed) if !removed.is_empty() => printer.status(format!(
+            "removed {} container(s) left by a repro-run that was killed: {}",
+            removed.len(),
+            removed.join(" ")
+        )),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot look for containers left by a killed repro-run: {e:#}"),
+    }
+}
+
+/// The record of a successful build; `timings` brings `prepare_ms` and
+/// `total_ms`, the outcome the phases.
+fn record_of(
+    plan: &BuildPlan,
+    outcome: &pipeline::BuildOutcome,
+    base_digest: repro_run_core::digest::Digest,
+    toolchain: String,
+    (engine, host): (repro_run_core::record::EngineFacts, repro_run_core::record::HostFacts),
+    timings: Timings,
+) -> BuildRecord {
     let t = outcome.timings;
-    let record = BuildRecord {
+    BuildRecord {
         format: RECORD_FORMAT.to_owned(),
         env_id: plan.env_id(),
         source_digest: outcome.source_digest,
         command: plan.command.clone(),
         exit_code: outcome.exit_code,
-        artifacts: outcome.artifacts,
+        artifacts: outcome.artifacts.clone(),
         artifacts_digest: outcome.artifacts_digest,
         log_digest: outcome.log_digest,
         image: ImageFacts { name: plan.image.clone(), rootfs: Some(base_digest), toolchain_image_id: toolchain },
-        engine: engine_facts,
+        engine,
         host,
         timings: Timings {
-            prepare_ms,
             source_ms: t.source_ms,
             upload_ms: t.upload_ms,
             run_ms: t.run_ms,
             collect_ms: t.collect_ms,
             remove_ms: t.remove_ms,
-            total_ms: ms(started),
+            ..timings
         },
-    };
-    write_atomic(&record_path, record.to_json().as_bytes())?;
-    let engine_facts = &record.engine;
+    }
+}
 
+/// Prints the artifacts (stdout) and the summary (stderr).
+fn report(record: &BuildRecord, out: &Path, record_path: &Path, printer: &Printer) {
     for a in &record.artifacts {
         printer.data(format!("{}  {}", a.blake3, a.path));
     }
@@ -144,14 +177,13 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         "built {} artifact(s) in {:.1} s on {} {}\n  env_id    {}\n  artifacts {}\n  outputs   {}\n  record    {}",
         record.artifacts.len(),
         record.timings.total_ms as f64 / 1000.0,
-        engine_facts.kind,
-        engine_facts.version,
+        record.engine.kind,
+        record.engine.version,
         record.env_id,
         record.artifacts_digest,
         out.display(),
         record_path.display()
     ));
-    Ok(Exit::Success)
 }
 
 /// A manifest, its directory and its profile.

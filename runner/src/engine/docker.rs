@@ -15,8 +15,7 @@ use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CommitContainerOptionsBuilder, ContainerArchiveInfoOptionsBuilder,
     CreateContainerOptions, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder,
-    UploadToContainerOptionsBuilder, WaitContainerOptions,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 use bytes::Bytes;
@@ -388,6 +387,14 @@ impl Engine {
         let v = self.docker.create_volume(request).await.with_context(|| format!("cannot create volume `{name}`"))?;
         tracing::debug!("created volume {name} at {}", v.mountpoint);
         Ok(Volume { name: v.name, mountpoint: v.mountpoint })
+    }
+
+    /// The names of the volumes that carry the label `label`.
+    pub async fn volumes_labelled(&self, label: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
+        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let listed = self.docker.list_volumes(Some(options)).await.context("cannot list volumes")?;
+        Ok(listed.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
     }
 
     /// The volume `name`, or `None` when there is none.

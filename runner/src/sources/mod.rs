@@ -158,25 +158,8 @@ pub async fn place(
     let (how, stage_base, cache_budget) = (settings.transfer, settings.stage_base.as_path(), settings.cache_budget);
     if how != SourceTransfer::Upload && cache_budget > 0 {
         if let Some(why) = trees::cannot_overlay(stage_base) {
-            match engine_keeps_trees(engine).await? {
-                Ok(()) => {
-                    tracing::debug!("the engine keeps the source tree: {why}");
-                    let placed = volumes::place(engine, stage_base, cache_budget, sources, spec).await.with_context(|| {
-                        format!("cannot have the engine mount the sources\n  hint: use --sources upload ({why})")
-                    })?;
-                    match placed {
-                        Ok(p) => {
-                            let way = Way::Volumes(p.volumes);
-                            let (guard, digest, entries, source_ms) = (p.guard, p.digest, p.entries, p.source_ms);
-                            return Ok(Placed { guard, digest, entries, source_ms, way });
-                        }
-                        Err(not) if how == SourceTransfer::Mount => {
-                            bail!("cannot mount the sources: {not}\n  hint: use --sources upload, which works with any engine")
-                        }
-                        Err(not) => tracing::info!("uploading the sources: {not}"),
-                    }
-                }
-                Err(not) => tracing::debug!("the engine cannot keep the source tree: {not}"),
+            if let Some(placed) = engine_mounted(engine, settings, sources, spec, &why).await? {
+                return Ok(placed);
             }
         }
     }
@@ -452,6 +435,39 @@ async fn upload_sources(engine: &Engine, sources: &SourceOptions, spec: &Contain
     });
     let guard = engine.create(&spec).await?;
     Ok(Placed { guard, digest: tar.digest, entries: tar.entries, source_ms, way: Way::Uploaded(tar, files) })
+}
+
+/// The sources over a tree the engine keeps, when this process cannot
+/// mount (`why`) and the engine can do it ([`volumes`]); `None` when the
+/// engine or the image cannot.
+async fn engine_mounted(
+    engine: &Engine,
+    settings: &Settings,
+    sources: &SourceOptions,
+    spec: &ContainerSpec,
+    why: &str,
+) -> Result<Option<Placed>> {
+    if let Err(not) = engine_keeps_trees(engine).await? {
+        tracing::debug!("the engine cannot keep the source tree: {not}");
+        return Ok(None);
+    }
+    tracing::debug!("the engine keeps the source tree: {why}");
+    let placed = volumes::place(engine, &settings.stage_base, settings.cache_budget, sources, spec)
+        .await
+        .with_context(|| format!("cannot have the engine mount the sources\n  hint: use --sources upload ({why})"))?;
+    match placed {
+        Ok(p) => {
+            let way = Way::Volumes(p.volumes);
+            Ok(Some(Placed { guard: p.guard, digest: p.digest, entries: p.entries, source_ms: p.source_ms, way }))
+        }
+        Err(not) if settings.transfer == SourceTransfer::Mount => {
+            bail!("cannot mount the sources: {not}\n  hint: use --sources upload, which works with any engine")
+        }
+        Err(not) => {
+            tracing::info!("uploading the sources: {not}");
+            Ok(None)
+        }
+    }
 }
 
 /// Whether the engine can keep source trees in volumes and mount an

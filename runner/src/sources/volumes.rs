@@ -148,37 +148,8 @@ pub async fn place(
         }
         let read = read.context("the source reading task panicked")??;
         let (tree, lock, added) = kept_tree(engine, &markers, sources, &read.digest, spec).await?;
-        let overlay = format!("repro-run-src-{}", random_suffix());
-        let options = [
-            ("type", "overlay".to_owned()),
-            ("device", "overlay".to_owned()),
-            (
-                "o",
-                format!(
-                    "lowerdir={}/src,upperdir={}/upper,workdir={}/work",
-                    tree.mountpoint, up.mountpoint, up.mountpoint
-                ),
-            ),
-        ];
-        engine.create_volume(&overlay, &options, &[], true).await?;
-        names.insert(0, overlay.clone());
         let mut spec = spec.clone();
-        spec.mounts.push(Mount {
-            source: MountSource::Volume(overlay),
-            target: hermetic::SOURCE_DIR.to_owned(),
-            read_only: false,
-        });
-        // `HOME` is `home/` of the upper volume, bind-mounted by the engine
-        // (a tmpfs would do, but Podman 4.3 takes no `uid=` for one).
-        let home = format!("repro-run-home-{}", random_suffix());
-        let bind = [("type", "none".to_owned()), ("o", "bind".to_owned()), ("device", format!("{}/home", up.mountpoint))];
-        engine.create_volume(&home, &bind, &[], true).await?;
-        names.insert(1, home.clone());
-        spec.mounts.push(Mount {
-            source: MountSource::Volume(home),
-            target: hermetic::HOME.to_owned(),
-            read_only: false,
-        });
+        spec.mounts.extend(mounts(engine, &tree, &up, &mut names).await?);
         let guard = engine.create(&spec).await?;
         anyhow::Ok(Ok((guard, read, lock, added, spec)))
     }
@@ -211,6 +182,32 @@ async fn remove_all(engine: &Engine, names: &[String]) {
             tracing::warn!("{e:#}; remove it with `{} volume rm {name}`", engine.kind);
         }
     }
+}
+
+/// The volumes of `/src` (the overlay of `tree` under `up`'s upper) and
+/// of `HOME` (`up`'s `home/`), made now and named in `names`, as mounts.
+async fn mounts(
+    engine: &Engine,
+    tree: &crate::engine::Volume,
+    up: &crate::engine::Volume,
+    names: &mut Vec<String>,
+) -> Result<Vec<Mount>> {
+    let overlay = format!("repro-run-src-{}", random_suffix());
+    let layers =
+        format!("lowerdir={}/src,upperdir={}/upper,workdir={}/work", tree.mountpoint, up.mountpoint, up.mountpoint);
+    let options = [("type", "overlay".to_owned()), ("device", "overlay".to_owned()), ("o", layers)];
+    engine.create_volume(&overlay, &options, &[], true).await?;
+    names.insert(0, overlay.clone());
+    // `HOME` is `home/` of the upper volume, bind-mounted by the engine
+    // (a tmpfs would do, but Podman 4.3 takes no `uid=` for one).
+    let home = format!("repro-run-home-{}", random_suffix());
+    let bind = [("type", "none".to_owned()), ("o", "bind".to_owned()), ("device", format!("{}/home", up.mountpoint))];
+    engine.create_volume(&home, &bind, &[], true).await?;
+    names.insert(1, home.clone());
+    Ok(vec![
+        Mount { source: MountSource::Volume(overlay), target: hermetic::SOURCE_DIR.to_owned(), read_only: false },
+        Mount { source: MountSource::Volume(home), target: hermetic::HOME.to_owned(), read_only: false },
+    ])
 }
 
 /// A plain volume holding `upper/` (the build user's, stamped like the
@@ -340,8 +337,31 @@ async fn kept_tree(
 }
 
 /// Removes the least recently used kept trees past `budget` bytes, never
-/// `current` and never one a build holds.
+/// `current` and never one a build holds; and this user's tree volumes
+/// that have no marker, left by a fill that was killed.
 async fn evict(engine: &Engine, markers: &Path, budget: u64, current: &Digest) {
+    let prefix = tree_volume("");
+    match engine.volumes_labelled(crate::engine::LABEL_TREE).await {
+        Ok(names) => {
+            for name in names {
+                let Some(hex) = name.strip_prefix(&prefix) else { continue };
+                if markers.join(hex).is_file() || hex == current.to_hex() {
+                    continue;
+                }
+                let lock_path = markers.join(format!(".lock-{hex}"));
+                let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
+                let Ok(lock) = lock else { continue };
+                if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                    tracing::debug!("removing {name}, a kept tree whose filling was stopped");
+                    if let Err(e) = engine.remove_volume(&name).await {
+                        tracing::warn!("{e:#}");
+                    }
+                    let _ = fs_err::remove_file(&lock_path);
+                }
+            }
+        }
+        Err(e) => tracing::debug!("cannot list the kept trees: {e:#}"),
+    }
     let Ok(entries) = fs_err::read_dir(markers) else { return };
     let mut trees: Vec<(SystemTime, u64, String)> = entries
         .flatten()
