@@ -84,9 +84,35 @@ pub fn builtin_list() -> String {
     BUILTIN.iter().map(|b| format!("`{}` ({})", b.name, b.about)).collect::<Vec<_>>().join(", ")
 }
 
-/// Whether `name` is a built-in recipe.
-pub fn is_builtin(name: &str) -> bool {
-    BUILTIN.iter().any(|b| b.name == name)
+/// The built-in recipe called `name`.
+fn builtin(name: &str) -> Option<&'static BuiltinRecipe> {
+    BUILTIN.iter().find(|b| b.name == name)
+}
+
+/// The engine reference an image name stands for, wherever a name is
+/// taken (a manifest's `[image] name`, `image digest`, `--tag`): a built-in
+/// recipe name is its image, `busybox` → `repro-run/busybox:latest`; any
+/// other name is the engine's.
+pub fn reference(name: &str) -> String {
+    match builtin(name) {
+        Some(b) => Recipe::Builtin(b.name).default_tag(),
+        None => name.to_owned(),
+    }
+}
+
+/// The image of the built-in recipe `name`, made and imported on first
+/// use: (reference, image id). `None` when `name` is no built-in recipe.
+pub async fn builtin_image(engine: &Engine, name: &str, printer: &Printer) -> Result<Option<(String, String)>> {
+    // Never a directory of that name: a manifest's name is no path.
+    let Some(b) = builtin(name) else { return Ok(None) };
+    let recipe = Recipe::Builtin(b.name);
+    let reference = recipe.default_tag();
+    if let Some(id) = engine.image_id(&reference).await? {
+        return Ok(Some((reference, id)));
+    }
+    let (id, digest) = build_recipe(engine, &recipe, &reference, printer).await?;
+    printer.status(format!("image {reference}: rootfs {digest}"));
+    Ok(Some((reference, id)))
 }
 
 /// Runs the recipe into a temporary rootfs tarball, imports it as `tag`,
@@ -257,6 +283,22 @@ impl Progress {
             let secs = g.1.elapsed().as_secs_f64().max(0.001);
             let mib = g.0 as f64 / (1024.0 * 1024.0);
             Printer::new(false).progress(format!("digesting: {mib:.1} MiB, {:.1} MiB/s", mib / secs));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recipe_name_stands_for_its_image_and_other_names_for_themselves() {
+        assert_eq!(reference("busybox"), "repro-run/busybox:latest");
+        assert_eq!(reference("debian-bookworm"), "repro-run/debian-bookworm:latest");
+        assert_eq!(reference("repro-run/debian-bookworm:latest"), "repro-run/debian-bookworm:latest");
+        assert_eq!(reference("debian:bookworm"), "debian:bookworm");
+        for b in BUILTIN {
+            assert_eq!(reference(b.name), Recipe::Builtin(b.name).default_tag());
         }
     }
 }

@@ -17,6 +17,8 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use repro_run_core::record::{hash_content, text_and_bytes, Artifact, ContentHasher, ContentHashes};
 
+use crate::exit::OutputFailed;
+
 /// What one output's extraction did.
 #[derive(Debug, Default)]
 pub struct Extracted {
@@ -92,6 +94,9 @@ pub fn extract(reader: impl Read, staging: &Path, spec: &OutputSpec) -> Result<E
         let hashes = hasher.join().map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
         extracted.map(|done| Extracted { hashes, ..done })
     })
+    // The build made the output and it did not reach the output directory:
+    // a build failure (exit 4), not a usage error, whatever stopped it.
+    .map_err(|err| OutputFailed(err).into())
 }
 
 fn extract_hashing(
@@ -104,10 +109,20 @@ fn extract_hashing(
     let mut done = Extracted::default();
     let warnings = &mut done.warnings;
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
-    // `out/bin` arrives as `bin/...` and `/src` as `src/...`: re-root each
-    // entry at the fetched path.
-    let prefix = Path::new(&spec.fetch);
-    let reroot = |rel: PathBuf| prefix.join(rel.components().skip(1).collect::<PathBuf>());
+    // `out/bin` arrives as `bin/...`, `/src` as `src/...` and the file
+    // `d/f` as `f` alone: re-root each entry at the fetched path.
+    let prefix: PathBuf = Path::new(&spec.fetch).components().collect();
+    let reroot = |rel: PathBuf| {
+        let below: PathBuf = rel.components().skip(1).collect();
+        // The top entry is the fetched path itself. `join("")` would add a
+        // trailing `/`, and a file cannot be created under a name that ends
+        // in one.
+        if below.as_os_str().is_empty() {
+            prefix.clone()
+        } else {
+            prefix.join(below)
+        }
+    };
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().context("cannot read the output tar from the engine")? {
         let mut entry = entry.context("the output tar from the engine is corrupt")?;
@@ -440,6 +455,89 @@ mod tests {
             ],
         );
         assert_eq!(paths, ["dist/x"]);
+    }
+
+    #[test]
+    fn a_file_at_the_top_lands_under_its_own_name() {
+        // Both the staged tree and the engine give a file alone as its own
+        // top entry: `/src/hello` arrives as `hello`.
+        let (entries, paths) = extracted("hello", &[("hello", tar::EntryType::Regular, b"\x7fELF", 0o755)]);
+        assert_eq!((entries, paths), (1, vec!["hello".to_owned()]));
+    }
+
+    #[test]
+    fn a_nested_file_lands_under_its_parents() {
+        // `/src/d/f` arrives as `f`; `d/` is made for it.
+        let staging = tempfile::tempdir().unwrap();
+        let t = tar_of(&[("f", tar::EntryType::Regular, b"nested", 0o640)]);
+        let done = extract(&t[..], staging.path(), &OutputSpec::new("d/f").unwrap()).unwrap();
+        assert_eq!(done.entries, 1);
+        assert_eq!(done.hashes, [(PathBuf::from("d/f"), hash_content(&b"nested"[..]).unwrap())]);
+        let f = staging.path().join("d/f");
+        assert_eq!(fs_err::read(&f).unwrap(), b"nested");
+        assert_eq!(fs_err::metadata(&f).unwrap().permissions().mode() & 0o777, 0o640);
+        let arts = hash_tree(staging.path(), &done.hashes.into_iter().collect()).unwrap();
+        assert_eq!(arts.iter().map(|a| a.path.as_str()).collect::<Vec<_>>(), ["d/f"]);
+        assert_eq!(arts[0].blake3, blake3::hash(b"nested").to_hex().as_str());
+    }
+
+    #[test]
+    fn a_directory_lands_with_all_below_it() {
+        let (entries, paths) = extracted(
+            "out",
+            &[
+                ("out/", tar::EntryType::Directory, b"", 0o755),
+                ("out/a", tar::EntryType::Regular, b"a", 0o644),
+                ("out/sub/", tar::EntryType::Directory, b"", 0o755),
+                ("out/sub/b", tar::EntryType::Regular, b"b", 0o644),
+            ],
+        );
+        assert_eq!(entries, 4);
+        assert_eq!(paths, ["out/a", "out/sub/b"]);
+        // A nested directory arrives under its last component.
+        let (_, paths) = extracted(
+            "build/out",
+            &[("out/", tar::EntryType::Directory, b"", 0o755), ("out/a", tar::EntryType::Regular, b"a", 0o644)],
+        );
+        assert_eq!(paths, ["build/out/a"]);
+    }
+
+    #[test]
+    fn several_outputs_land_side_by_side() {
+        let staging = tempfile::tempdir().unwrap();
+        let outputs: [(&str, Vec<u8>); 4] = [
+            ("hello", tar_of(&[("hello", tar::EntryType::Regular, b"h", 0o755)])),
+            ("d/f", tar_of(&[("f", tar::EntryType::Regular, b"f", 0o644)])),
+            (
+                "out",
+                tar_of(&[
+                    ("out/", tar::EntryType::Directory, b"", 0o755),
+                    ("out/x", tar::EntryType::Regular, b"x", 0o644),
+                ]),
+            ),
+            (
+                "d/*.txt",
+                tar_of(&[
+                    ("d/", tar::EntryType::Directory, b"", 0o755),
+                    ("d/f", tar::EntryType::Regular, b"f", 0o644),
+                    ("d/t.txt", tar::EntryType::Regular, b"t", 0o644),
+                ]),
+            ),
+        ];
+        for (output, t) in &outputs {
+            let done = extract(&t[..], staging.path(), &OutputSpec::new(output).unwrap()).unwrap();
+            assert!(done.entries > 0, "{output}");
+        }
+        let arts = hash_tree(staging.path(), &Default::default()).unwrap();
+        assert_eq!(arts.iter().map(|a| a.path.as_str()).collect::<Vec<_>>(), ["d/f", "d/t.txt", "hello", "out/x"]);
+    }
+
+    #[test]
+    fn a_refused_output_is_a_failed_build_not_a_usage_error() {
+        let staging = tempfile::tempdir().unwrap();
+        let t = tar_of(&[("../x", tar::EntryType::Regular, b"pwn", 0o644)]);
+        let err = extract(&t[..], staging.path(), &OutputSpec::new("x").unwrap()).unwrap_err();
+        assert_eq!(crate::exit::classify(&err), crate::exit::Exit::BuildFailed);
     }
 
     #[test]

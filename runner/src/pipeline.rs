@@ -135,7 +135,9 @@ pub async fn run(engine: &Engine, build: &ResolvedBuild, printer: &Printer) -> R
         Ok((artifacts, digest::digest_dir(&dir, TreeKind::Artifacts)?))
     })
     .await
-    .context("the hashing task panicked")??;
+    .context("the hashing task panicked")?
+    // The outputs are this build's: reading them back is part of it.
+    .map_err(|e| crate::exit::OutputFailed(e.context("cannot hash the collected outputs")))?;
     Ok(BuildOutcome {
         outputs: out_dir,
         artifacts,

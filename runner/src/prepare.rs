@@ -12,7 +12,7 @@ use repro_run_core::hermetic;
 use repro_run_core::manifest::Network;
 
 use crate::engine::{ContainerSpec, Engine, ExitState};
-use crate::images::{self, Recipe};
+use crate::images;
 use crate::printer::Printer;
 use crate::signal;
 
@@ -27,14 +27,7 @@ pub struct BaseImage {
 /// Finds the base image; a built-in recipe name is built and imported on
 /// first use.
 pub async fn base_image(engine: &Engine, name: &str, printer: &Printer) -> Result<BaseImage> {
-    if images::is_builtin(name) {
-        let recipe = Recipe::find(name)?;
-        let reference = recipe.default_tag();
-        if let Some(id) = engine.image_id(&reference).await? {
-            return Ok(BaseImage { reference, id });
-        }
-        let (id, digest) = images::build_recipe(engine, &recipe, &reference, printer).await?;
-        printer.status(format!("image {reference}: rootfs {digest}"));
+    if let Some((reference, id)) = images::builtin_image(engine, name, printer).await? {
         return Ok(BaseImage { reference, id });
     }
     match engine.image_id(name).await? {

@@ -80,7 +80,14 @@ fn init_writes_a_starter_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let run = repro_run(dir.path(), &["init"], &[]);
     run.assert_exit(2);
-    assert!(run.stderr.contains("found no Cargo.toml, go.mod, pyproject.toml or Makefile"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "found no Cargo.toml, go.mod, pyproject.toml, configure, configure.ac, CMakeLists.txt, meson.build, \
+             GNUmakefile, makefile, Makefile or package.json"
+        ),
+        "{}",
+        run.stderr
+    );
 
     std::fs::write(dir.path().join("Makefile"), "all:\n").unwrap();
     repro_run(dir.path(), &["init"], &[]).assert_exit(0);

@@ -15,12 +15,15 @@ pub async fn run(global: &GlobalArgs, cmd: ImageCommand, printer: &Printer) -> R
     match cmd {
         ImageCommand::Build { recipe, tag } => {
             let recipe = Recipe::find(&recipe)?;
-            let tag = tag.unwrap_or_else(|| recipe.default_tag());
+            let tag = tag.map_or_else(|| recipe.default_tag(), |t| images::reference(&t));
             let engine = super::connect(global).await?;
             let (_, digest) = images::build_recipe(&engine, &recipe, &tag, printer).await?;
             printer.data(format!("{digest}  {tag}"));
         }
         ImageCommand::Import { rootfs, tag } => {
+            // `--tag debian-bookworm` makes the image a manifest naming the
+            // recipe builds on.
+            let tag = images::reference(&tag);
             let meta = fs_err::metadata(&rootfs).with_context(|| format!("cannot import {}", rootfs.display()))?;
             let engine = super::connect(global).await?;
             if meta.is_dir() {
@@ -33,21 +36,30 @@ pub async fn run(global: &GlobalArgs, cmd: ImageCommand, printer: &Printer) -> R
         }
         ImageCommand::Digest { target, no_cache } => {
             let path = Path::new(&target);
-            let digest = if path.is_dir() {
+            let (digest, shown) = if path.is_dir() {
                 let p = path.to_owned();
-                tokio::task::spawn_blocking(move || digest::digest_dir(&p, TreeKind::Rootfs)).await??
+                (tokio::task::spawn_blocking(move || digest::digest_dir(&p, TreeKind::Rootfs)).await??, target)
             } else if path.is_file() {
                 let f = fs_err::File::open(path)?;
-                tokio::task::spawn_blocking(move || digest::digest_tar(std::io::BufReader::new(f), TreeKind::Rootfs))
-                    .await??
+                let digest = tokio::task::spawn_blocking(move || {
+                    digest::digest_tar(std::io::BufReader::new(f), TreeKind::Rootfs)
+                })
+                .await??;
+                (digest, target)
             } else {
                 if target.contains('/') && (target.starts_with('.') || target.starts_with('/')) {
                     bail!("{target} does not exist: give an image reference, a rootfs tarball or a directory");
                 }
                 let engine = super::connect(global).await?;
-                images::digest_image(&engine, &target, no_cache, printer).await?
+                // A recipe name is the image a manifest naming it builds
+                // on, and like `build`, this makes it on first use.
+                let reference = match images::builtin_image(&engine, &target, printer).await? {
+                    Some((reference, _)) => reference,
+                    None => target,
+                };
+                (images::digest_image(&engine, &reference, no_cache, printer).await?, reference)
             };
-            printer.data(format!("{digest}  {target}"));
+            printer.data(format!("{digest}  {shown}"));
         }
         ImageCommand::Ls => {
             let engine = super::connect(global).await?;

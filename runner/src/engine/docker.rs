@@ -934,6 +934,11 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
     }
 }
 
+#[cfg(test)]
+pub(super) fn an_api_error_for_tests() -> bollard::errors::Error {
+    bollard::errors::Error::DockerResponseServerError { status_code: 500, message: "gone".into() }
+}
+
 /// Whether `cause` is an error of the engine's API (see
 /// [`super::is_engine_failure`]).
 pub(super) fn is_api_error(cause: &(dyn std::error::Error + 'static)) -> bool {

@@ -14,10 +14,10 @@
 //!   sources ◀──Capabilities── Engine::capabilities   (mount here, or upload)
 //! ```
 //!
-//! [`docker`] is the one implementation: the Docker Engine API through
-//! bollard, spoken by Docker and by Podman's compatible socket, local or
-//! remote (`DOCKER_HOST`, `--engine tcp://…`). bollard is named nowhere
-//! else. Nothing in the interface assumes a local socket: a spec names
+//! [`docker`] is the one implementation: the Docker Engine API, spoken by
+//! Docker and by Podman's compatible socket, local or remote
+//! (`DOCKER_HOST`, `--engine tcp://…`). Its client crate is named in that
+//! file alone. Nothing in the interface assumes a local socket: a spec names
 //! host paths only in [`MountSource::HostPath`], which a caller uses only
 //! when [`Capabilities::sees_local_files`] says so, and sources and outputs
 //! also travel as tar streams ([`Engine::upload`], [`Engine::download`]),
@@ -247,6 +247,12 @@ impl Drop for ContainerGuard {
 /// not be reached), for the exit-code policy.
 pub fn is_engine_failure(cause: &(dyn std::error::Error + 'static)) -> bool {
     docker::is_api_error(cause)
+}
+
+/// An error of the engine's API, for tests of what handles one.
+#[cfg(test)]
+pub fn an_api_error_for_tests() -> impl std::error::Error + Send + Sync + 'static {
+    docker::an_api_error_for_tests()
 }
 
 /// This process as an owner label: `<boot id> <pid> <start time>`.

@@ -110,7 +110,10 @@ impl Placed {
         match local {
             Some(Ok(reader)) => Ok(Some(Box::new(reader))),
             Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Some(Err(e)) => Err(e).with_context(|| format!("cannot read {path} from the staged sources")),
+            Some(Err(e)) => {
+                let e = anyhow::Error::new(e).context(format!("cannot read {path} from the staged sources"));
+                Err(crate::exit::OutputFailed(e).into())
+            }
             None => {
                 if !engine.path_exists(from, &path).await? {
                     return Ok(None);
@@ -128,7 +131,7 @@ impl Placed {
         let (stage, kept, volumes) = match self.way {
             Way::Mounted(stage, kept) => (Some(stage), Some(kept), None),
             Way::Uploaded(..) => (None, None, None),
-            Way::Volumes(v) => (None, None, Some(v)),
+            Way::Volumes(v) => (None, None, Some(*v)),
         };
         let stage_removed = tokio::task::spawn_blocking(move || stage.map(StageDir::remove));
         self.guard.remove().await;
@@ -245,7 +248,7 @@ enum Way {
     /// path, path in the container).
     Uploaded(walk::SourceTar, Vec<(PathBuf, String)>),
     /// Over a tree the engine keeps, mounted by the engine.
-    Volumes(volumes::BuildVolumes),
+    Volumes(Box<volumes::BuildVolumes>),
 }
 
 /// Whether mounted sources are a kept tree (see [`trees`]).
@@ -457,7 +460,7 @@ async fn engine_mounted(
         .with_context(|| format!("cannot have the engine mount the sources\n  hint: use --sources upload ({why})"))?;
     match placed {
         Ok(p) => {
-            let way = Way::Volumes(p.volumes);
+            let way = Way::Volumes(Box::new(p.volumes));
             Ok(Some(Placed { guard: p.guard, digest: p.digest, entries: p.entries, source_ms: p.source_ms, way }))
         }
         Err(not) if settings.transfer == SourceTransfer::Mount => {
