@@ -13,7 +13,8 @@ Exit codes:
   1    not reproducible (the builds differ)
   2    usage, manifest or lock error
   3    the container engine is unreachable or failed
-  4    the build command failed (non-zero exit, or a declared output is missing)
+  4    the build command failed (non-zero exit), or a declared output is missing or
+       cannot be collected
   130  interrupted by Ctrl-C or SIGTERM (containers are removed first)";
 
 /// Hermetic, reproducible builds in Docker or Podman.
@@ -74,10 +75,14 @@ pub enum Command {
 
     /// Write a starting repro.toml for the project found here.
     ///
-    /// Looks beside --manifest for Cargo.toml (profile rust), go.mod (go),
-    /// pyproject.toml (python) or a Makefile (c), and writes a manifest on
-    /// debian-bookworm with that profile. Never replaces an existing
-    /// manifest unless --force is given.
+    /// Looks beside --manifest for, in this order, Cargo.toml (profile
+    /// rust), go.mod (go), pyproject.toml (python), configure or
+    /// configure.ac (autotools, c), CMakeLists.txt (CMake, c), meson.build
+    /// (Meson, c), GNUmakefile, makefile or Makefile (make, c), and
+    /// package.json (npm, Debian's nodejs and npm), and writes a manifest on
+    /// debian-bookworm that builds that kind of project; its comments say
+    /// what to check. Never replaces an existing manifest unless --force is
+    /// given.
     Init {
         /// Replace an existing manifest.
         #[arg(long)]
@@ -104,14 +109,18 @@ pub struct BuildArgs {
 
     /// How the sources reach /src.
     ///
-    /// `mount` writes the normalised tree into a private directory (see
-    /// --stage-dir) and bind-mounts it, so the engine copies nothing; it needs an engine on this machine that sees its files, and
-    /// root (or the build user's uid and gid) to give the files to the build
-    /// user. `upload` sends the normalised tar through the engine's archive
-    /// API and works with any engine, also one on another machine. `auto`
-    /// mounts when it can and uploads otherwise. Either way the build sees
-    /// the same files, owners, modes and mtimes, and the record gets the
-    /// same source digest.
+    /// `auto` (the default) is the right choice almost always: it mounts
+    /// when the engine runs on this machine and uploads otherwise.
+    ///
+    /// `mount` puts the normalised tree on this machine's disk, kept for
+    /// later builds (see --source-cache), and mounts it: as root, repro-run
+    /// mounts it itself; as anyone else who reaches a local engine (the
+    /// docker group, rootful Podman's socket), the engine keeps the tree in
+    /// a volume and mounts it. The engine copies nothing per build. `upload`
+    /// sends the normalised tar through the engine's archive API and works
+    /// with any engine, also one on another machine. Either way the build
+    /// sees the same files, owners, modes and mtimes, and the record gets
+    /// the same source digest.
     #[arg(long, value_enum, value_name = "HOW", default_value_t = SourceTransfer::Auto)]
     pub sources: SourceTransfer,
 
@@ -129,13 +138,13 @@ pub struct BuildArgs {
     /// How much of the stage directory keeps source trees between builds
     /// (0 keeps none).
     ///
-    /// When repro-run can mount an overlay (root, with CAP_SYS_ADMIN), a
-    /// staged tree stays in trees/ in the stage directory, named by its
-    /// digest, and each build sees it through an overlay that takes the
-    /// build's writes: a rebuild of unchanged sources (a second build to
-    /// compare, a CI re-run) writes no source file. The least recently used
-    /// trees go when they add up to more than this; the one in use always
-    /// stays.
+    /// A staged tree stays, named by its digest, and each build sees it
+    /// through an overlay that takes the build's writes: a rebuild of
+    /// unchanged sources (a second build to compare, a CI re-run) writes
+    /// no source file. As root the trees are in trees/ in the stage
+    /// directory; for anyone else they are the engine's volumes
+    /// (repro-run-tree-*). The least recently used trees go when they add
+    /// up to more than this; the one in use always stays.
     #[arg(long, value_name = "SIZE", env = "REPRO_RUN_SOURCE_CACHE", default_value = "2g")]
     pub source_cache: ByteSize,
 }
@@ -164,7 +173,9 @@ pub enum ImageCommand {
     Build {
         /// A built-in recipe name or a recipe directory.
         recipe: String,
-        /// The image's tag.
+        /// The image's tag. A built-in recipe name stands for that
+        /// recipe's image, as in a manifest (`busybox` is
+        /// repro-run/busybox:latest).
         #[arg(long, value_name = "REPO:TAG")]
         tag: Option<String>,
     },
@@ -175,7 +186,10 @@ pub enum ImageCommand {
     Import {
         /// A rootfs tarball (plain or gzip) or a directory.
         rootfs: PathBuf,
-        /// The image's tag.
+        /// The image's tag. A built-in recipe name stands for that
+        /// recipe's image, as in a manifest: `--tag debian-bookworm` makes
+        /// repro-run/debian-bookworm:latest, which manifests naming
+        /// `debian-bookworm` then build on.
         #[arg(long, value_name = "REPO:TAG")]
         tag: String,
     },
@@ -185,9 +199,13 @@ pub enum ImageCommand {
     ///
     /// For an image, the export of a created, never-started container is
     /// streamed straight into the digest; the result is cached by the image
-    /// id, so asking again is instant.
+    /// id, so asking again is instant. A built-in recipe name (`busybox`,
+    /// `debian-bookworm`) means what it means in a manifest: the recipe's
+    /// image, repro-run/NAME:latest, made on first use as `build` makes it.
+    /// Prints `<digest>  <image, tarball or directory>` on stdout.
     Digest {
-        /// An image reference, a rootfs tarball, or a directory.
+        /// An image reference, a built-in recipe name, a rootfs tarball, or
+        /// a directory (a file or directory of that name comes first).
         target: String,
         /// Recompute even when the digest is cached.
         #[arg(long)]

@@ -123,11 +123,7 @@ fn a_build_after_a_killed_one_removes_its_container() {
         p.write_manifest(r#""mkdir -p out && echo next > out/x""#, r#"outputs = ["out"]"#);
         let run = p.build(&engine, &[]);
         run.assert_exit(0);
-        assert!(
-            run.stderr.contains("container(s) left by a repro-run that was killed"),
-            "on {engine}: {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains("container(s) left by a repro-run that was killed"), "on {engine}: {}", run.stderr);
         assert!(run.stderr.contains(&left[0][..12]), "the message names the container: {}", run.stderr);
         p.assert_no_containers(&engine);
     }

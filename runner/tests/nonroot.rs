@@ -41,13 +41,20 @@ fn rustix_uid() -> u32 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// `repro-run build` as the user, in `dir`, with its own cache directory.
+/// `repro-run build` as the user, in `dir`, with its own cache directory
+/// and its own copy of the binary (the build tree may be in a directory
+/// the user cannot enter, such as root's home).
 fn build_as_user(dir: &Path, engine: &str, cache: &Path) -> util::Run {
+    let bin = cache.join("repro-run");
+    if !bin.exists() {
+        std::fs::copy(util::bin(), &bin).unwrap();
+    }
     let out = Command::new("runuser")
         .args(["-u", USER, "--", "env"])
         .arg(format!("XDG_CACHE_HOME={}", cache.display()))
         .arg(format!("REPRO_RUN_STAGE_DIR={}", cache.join("builds").display()))
-        .args([util::bin(), "build", "--engine", engine])
+        .arg(&bin)
+        .args(["build", "--engine", engine])
         .current_dir(dir)
         .output()
         .unwrap();
@@ -90,7 +97,11 @@ fn a_user_in_the_engine_group_builds_with_kept_sources_and_gets_roots_artifacts(
         assert!(first.stderr.contains("(mounted by the engine, tree kept for later builds)"), "{}", first.stderr);
         let second = build_as_user(&project, &engine, &cache);
         assert_eq!(second.code, Some(0), "on {engine}: {}", second.stderr);
-        assert!(second.stderr.contains("(mounted by the engine, tree kept from an earlier build)"), "{}", second.stderr);
+        assert!(
+            second.stderr.contains("(mounted by the engine, tree kept from an earlier build)"),
+            "{}",
+            second.stderr
+        );
 
         let (mine, theirs_record) = (record(root.dir()), record(&project));
         for key in ["source_digest", "artifacts_digest", "env_id"] {
