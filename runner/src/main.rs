@@ -11,7 +11,7 @@
 //! - [`commands`]: one module per subcommand, each with one `run`.
 //! - [`engine`]: the engine interface in the project's own types (a
 //!   container spec, an exit state, capabilities) and its one
-//!   implementation, the Docker Engine API through bollard (Docker, Podman);
+//!   implementation, the Docker Engine API (Docker, Podman);
 //!   the guard that owns each container; orphans of a killed run.
 //! - [`entry`]: the static entry helper every build command runs through
 //!   (the exact environment and umask, on any image).
