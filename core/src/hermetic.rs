@@ -25,6 +25,24 @@ pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 /// The umask of the build command (the runtimes' default, pinned).
 pub const UMASK: &str = "0022";
 
+/// What every build container may do: nothing beyond running the build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Sandbox {
+    /// Capabilities kept: none, in every set, the bounding set included.
+    pub capabilities: &'static [&'static str],
+    /// `no_new_privileges`: no setuid binary or file capability raises
+    /// what a process may do.
+    pub no_new_privileges: bool,
+    /// The image's files are read-only while the sources are mounted; an
+    /// upload needs the root writable, because the engines' archive API
+    /// refuses to unpack into a read-only root.
+    pub read_only_root: &'static str,
+}
+
+/// The one sandbox of every build.
+pub const SANDBOX: Sandbox =
+    Sandbox { capabilities: &[], no_new_privileges: true, read_only_root: "when the sources are mounted" };
+
 /// The base environment, before the profile's and the manifest's variables.
 ///
 /// `SOURCE_DATE_EPOCH` is added from the manifest.
@@ -81,6 +99,8 @@ pub struct BuildPlan {
     pub umask: &'static str,
     /// Mounted as a fresh tmpfs.
     pub tmpfs: &'static str,
+    /// What the container may do.
+    pub sandbox: Sandbox,
 }
 
 impl BuildPlan {
@@ -118,6 +138,7 @@ impl BuildPlan {
             limits: manifest.limits.clone(),
             umask: UMASK,
             tmpfs: "/tmp",
+            sandbox: SANDBOX,
         }
     }
 

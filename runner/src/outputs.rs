@@ -99,6 +99,12 @@ pub fn extract(reader: impl Read, staging: &Path, spec: &OutputSpec) -> Result<E
     .map_err(|err| OutputFailed(err).into())
 }
 
+/// The extraction loop. Long, and kept in one piece on purpose: each tar
+/// entry goes through every safety check in order (a relative path, no
+/// link among its parents, setuid bits stripped, what was there removed
+/// first, a link kept as a link, hard links only inside the outputs, other
+/// kinds skipped with a warning), and splitting it would hide which check
+/// guards which write.
 fn extract_hashing(
     reader: impl Read,
     staging: &Path,

@@ -188,7 +188,13 @@ fn container_spec(plan: &BuildPlan, image: &str, project: &Path, helper: &Path) 
             nofile: Some(plan.limits.nofile),
             nproc: Some(plan.limits.nproc),
         },
-        security: Security { drop_all_capabilities: true, no_new_privileges: true, read_only_rootfs: true },
+        // The plan's sandbox (and so the `env_id`) says what this does;
+        // `sources` makes the root writable again for an upload.
+        security: Security {
+            drop_all_capabilities: plan.sandbox.capabilities.is_empty(),
+            no_new_privileges: plan.sandbox.no_new_privileges,
+            read_only_rootfs: true,
+        },
         labels: BTreeMap::from([(LABEL_PROJECT.to_owned(), project.display().to_string())]),
     }
 }

@@ -208,13 +208,7 @@ fn missing_output_is_named() {
 fn sigint_mid_build_removes_the_container() {
     for engine in engines() {
         let p = Project::busybox(r#""echo started; sleep 120""#, r#"outputs = ["out"]"#);
-        let mut child = p.spawn_build(&engine);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !p.log_says("started") {
-            assert!(Instant::now() < deadline, "the build never started");
-            assert!(child.try_wait().unwrap().is_none(), "repro-run exited before the build started");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut child = p.spawn_build_until(&engine, "started");
         assert_eq!(p.containers(&engine).len(), 1, "the build container should be running");
         util::sigint(&child);
         let status = util::wait_timeout(&mut child, Duration::from_secs(30)).expect("repro-run did not stop");

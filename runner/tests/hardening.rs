@@ -12,7 +12,6 @@
 mod util;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use util::{engines, Project};
 
@@ -108,13 +107,7 @@ fn a_build_runs_on_an_image_of_one_static_binary() {
 fn a_build_after_a_killed_one_removes_its_container() {
     for engine in engines() {
         let p = Project::busybox(r#""echo started; sleep 300""#, r#"outputs = ["out"]"#);
-        let mut child = p.spawn_build(&engine);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !p.log_says("started") {
-            assert!(Instant::now() < deadline, "the build never started");
-            assert!(child.try_wait().unwrap().is_none(), "repro-run exited before the build started");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut child = p.spawn_build_until(&engine, "started");
         child.kill().unwrap();
         child.wait().unwrap();
         let left = p.containers(&engine);

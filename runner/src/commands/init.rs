@@ -210,6 +210,11 @@ fn quoted(s: &str) -> String {
 }
 
 /// The starting manifest for a kind of project.
+///
+/// Long, and on purpose: it is the table of what each kind of project
+/// gets (profile, command, outputs, packages, the comment to the user),
+/// one arm per kind, read best side by side; the snapshots in
+/// `snapshots/` show what each arm writes.
 fn starter(kind: ProjectKind, facts: &Facts) -> String {
     let mut packages: Vec<&str> = Vec::new();
     let mut env = "";

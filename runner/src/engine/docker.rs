@@ -200,8 +200,8 @@ impl Engine {
         // What an engine is rarely changes while its socket stays the same
         // file (a restarted engine usually makes a new one; with systemd's
         // socket activation it may not), so the facts are cached by the
-        // socket's identity. Podman answers `/version` in a quarter second;
-        // `/_ping` in milliseconds.
+        // socket's identity. Podman answers `/version` slowly, `/_ping` at
+        // once (docs/bench.md, Podman target 2).
         let identity = socket_identity(endpoint);
         let cache = JsonCache::<CachedEngine>::open("engines.json");
         let cached = identity.as_deref().and_then(|id| cache.get(id));
@@ -236,7 +236,7 @@ impl Engine {
         // One round trip where possible: ask `/version` at API 1.41, which
         // Docker 20.10 and Podman's compatible API both speak, then talk at
         // the highest version both sides know. (Podman answers `/version`
-        // slowly, so bollard's negotiate-then-ask costs it a quarter second.)
+        // slowly, so bollard's negotiate-then-ask costs it a second round.)
         // An engine that refuses so old a client gets the negotiated path.
         const PROBE: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
         let ask = |docker: Docker| async move {
@@ -276,8 +276,8 @@ impl Engine {
     /// this connection began with (`/version` now, or earlier for the same
     /// socket file), when those name the same engine and version (a reboot,
     /// the only way to a new kernel, makes a new socket file). Otherwise
-    /// this asks `/version`, which Podman takes a quarter second to answer,
-    /// so a build asks while it does other work.
+    /// this asks `/version`, which Podman is slow to answer, so a build
+    /// asks while it does other work.
     pub async fn ask_facts(&self) -> Result<(EngineFacts, HostFacts)> {
         if let Some(path) = self.endpoint.strip_prefix("unix://") {
             let known = (self.facts.kind, self.facts.version.clone(), self.host.os.clone());
@@ -524,8 +524,8 @@ impl Engine {
     /// and it closes as the command exits. The engine then usually says at
     /// once that the container stopped; if not (the command closed its
     /// output and goes on, or the engine is slow to notice), this waits.
-    /// On Podman this ends about half a second sooner than a followed log
-    /// and a wait do.
+    /// On Podman this ends sooner than a followed log and a wait do
+    /// (docs/bench.md, Podman target 4).
     pub async fn run(
         &self,
         container: &str,

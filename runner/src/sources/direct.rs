@@ -5,8 +5,8 @@
 //! written just before the container starts. Written through the page
 //! cache, it would sit there dirty, and the engine syncs the disk when it
 //! starts a container (Docker and Podman unmount an overlay then, and that
-//! flushes the whole filesystem): the build would wait there for all of it,
-//! about 50 ms for 100 MB on the machine in `docs/bench.md`. Written
+//! flushes the whole filesystem): the build would wait there for all of it
+//! (the run phase of 5b in `docs/bench.md` shows it). Written
 //! directly, the data reaches the disk while the sources are still being
 //! read and hashed, from a thread that mostly waits for the device, and
 //! nothing is left for the engine to flush.

@@ -184,9 +184,10 @@ pub enum Added {
 
 /// A tree written and then not needed, still locked (no eviction touches
 /// it), removed when this value is dropped. A build holds it until the
-/// engine is done with the container: freeing 124 MB takes ~20 ms here,
+/// engine is done with the container: freeing a tree's blocks takes time,
 /// and on a disk mounted with `discard` it makes the engine's next sync
-/// (at the container's start or removal) wait some 30 ms more.
+/// (at the container's start or removal) wait too (figures in
+/// docs/bench.md, the run of 2026-11-30).
 pub struct Dropped {
     path: PathBuf,
     _lock: fs_err::File,

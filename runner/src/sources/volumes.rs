@@ -76,7 +76,7 @@ impl BuildVolumes {
     /// volumes to read them; on Podman, which mounts a volume of the
     /// `local` driver only while a container that uses it runs, a container
     /// started now that only holds the same mounts (the entry helper's
-    /// `--hold`; about a third of a second).
+    /// `--hold`; its start is the `collect` phase of 5c in docs/bench.md).
     pub async fn reader<'a>(&'a mut self, engine: &Engine, build: &'a str) -> Result<&'a str> {
         if engine.kind != repro_run_core::engine::EngineKind::Podman {
             return Ok(build);

@@ -212,6 +212,19 @@ impl Project {
             .unwrap()
     }
 
+    /// [`Project::spawn_build`], returned once its stderr says `text`
+    /// (within a minute; repro-run must not exit before).
+    pub fn spawn_build_until(&self, engine: &str, text: &str) -> Child {
+        let mut child = self.spawn_build(engine);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.log_says(text) {
+            assert!(Instant::now() < deadline, "the build never said `{text}`");
+            assert!(child.try_wait().unwrap().is_none(), "repro-run exited before it said `{text}`");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child
+    }
+
     /// Whether the background build's stderr contains `text` yet.
     pub fn log_says(&self, text: &str) -> bool {
         std::fs::read_to_string(self.path("build.err")).is_ok_and(|s| s.contains(text))
