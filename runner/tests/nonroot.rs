@@ -45,7 +45,7 @@ fn rustix_uid() -> u32 {
 /// and its own copy of the binary (the build tree may be in a directory
 /// the user cannot enter, such as root's home).
 fn build_as_user(dir: &Path, engine: &str, cache: &Path) -> util::Run {
-    let bin = cache.join("repro-run");
+    let bin = cache.parent().unwrap().join("repro-run-bin");
     if !bin.exists() {
         std::fs::copy(util::bin(), &bin).unwrap();
     }
