@@ -338,3 +338,86 @@ fn parent_dir(path: &Path) -> &Path {
 fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    // Tests panic to fail, and their panics name what they touch.
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+    use super::*;
+    use crate::cli::SourceTransfer;
+    use crate::engine::EngineSelector;
+    use repro_run_core::manifest::Manifest;
+
+    /// A resolved build of a busybox project in `dir` whose command writes
+    /// `out/who` with `text`; its stage directory and outputs in `dir` too.
+    fn resolved(dir: &Path, image: &str, text: &str, transfer: SourceTransfer) -> ResolvedBuild {
+        let project = dir.join("p");
+        fs_err::create_dir_all(&project).unwrap();
+        fs_err::write(project.join("input"), text).unwrap();
+        let manifest = Manifest::parse(&format!(
+            "[image]\nname = \"busybox\"\n[build]\ncommand = \"mkdir -p out && cat input > out/who && hostname > \
+             out/host\"\noutputs = [\"out\"]\n"
+        ))
+        .unwrap();
+        let plan = BuildPlan::new(&manifest, None, None, 0);
+        ResolvedBuild {
+            sources: SourceOptions {
+                root: project.clone(),
+                exclude_paths: vec![],
+                exclude_patterns: vec![],
+                source_date_epoch: 0,
+                owner: (1000, 1000),
+            },
+            transfer: sources::Settings { transfer, stage_base: dir.join("stage"), cache_budget: 1 << 30 },
+            image: image.to_owned(),
+            project,
+            out_parent: dir.to_owned(),
+            log_path: dir.join("build.log"),
+            plan,
+        }
+    }
+
+    /// Builds at once in one process, each with its own settings (mounted
+    /// and uploaded sources, other sources and outputs), do not meet: each
+    /// gets its own outputs and log, and no container is left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs an engine"]
+    async fn builds_at_once_keep_to_themselves() {
+        let engines = std::env::var("REPRO_RUN_TEST_ENGINES").unwrap_or_else(|_| "docker,podman".into());
+        for name in engines.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let engine = Engine::connect(Some(&name.parse::<EngineSelector>().unwrap())).await.unwrap();
+            let printer = Printer::new(true);
+            let base = crate::prepare::base_image(&engine, "busybox", &printer).await.unwrap();
+            let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+            let ways = [SourceTransfer::Auto, SourceTransfer::Upload, SourceTransfer::Auto];
+            let builds: Vec<ResolvedBuild> = dirs
+                .iter()
+                .zip(ways)
+                .enumerate()
+                .map(|(i, (d, way))| resolved(d.path(), &base.id, &format!("build {i}\n"), way))
+                .collect();
+            let (a, b, c) = tokio::join!(
+                run(&engine, &builds[0], &printer),
+                run(&engine, &builds[1], &printer),
+                run(&engine, &builds[2], &printer)
+            );
+            for (i, outcome) in [a, b, c].into_iter().enumerate() {
+                let outcome = outcome.unwrap_or_else(|e| panic!("build {i} on {name}: {e:#}"));
+                let who = fs_err::read_to_string(outcome.outputs.path().join("out/who")).unwrap();
+                assert_eq!(who, format!("build {i}\n"), "on {name}");
+                assert_eq!(fs_err::read_to_string(outcome.outputs.path().join("out/host")).unwrap(), "repro-run\n");
+                assert!(builds[i].log_path.is_file(), "build {i} kept no log");
+                assert!(outcome.outputs.path().starts_with(dirs[i].path()), "the outputs went elsewhere");
+            }
+            for d in &dirs {
+                let listed = std::process::Command::new(name)
+                    .args(["ps", "-aq", "--filter"])
+                    .arg(format!("label=org.repro-run.project={}", d.path().join("p").display()))
+                    .output()
+                    .unwrap();
+                assert!(listed.stdout.is_empty(), "{name} keeps a container of {}", d.path().display());
+            }
+        }
+    }
+}
