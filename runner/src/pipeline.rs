@@ -355,10 +355,10 @@ mod tests {
         let project = dir.join("p");
         fs_err::create_dir_all(&project).unwrap();
         fs_err::write(project.join("input"), text).unwrap();
-        let manifest = Manifest::parse(&format!(
+        let manifest = Manifest::parse(
             "[image]\nname = \"busybox\"\n[build]\ncommand = \"mkdir -p out && cat input > out/who && hostname > \
-             out/host\"\noutputs = [\"out\"]\n"
-        ))
+             out/host\"\noutputs = [\"out\"]\n",
+        )
         .unwrap();
         let plan = BuildPlan::new(&manifest, None, None, 0);
         ResolvedBuild {
