@@ -51,7 +51,7 @@ pub struct BuildVolumes {
     /// The overlay at `/src`, the bind of `HOME`, then the volume that
     /// holds the upper, work and `HOME` directories.
     names: Vec<String>,
-    /// The build container's spec, for [`BuildVolumes::hold`].
+    /// The build container's spec, for [`BuildVolumes::reader`].
     spec: ContainerSpec,
     /// A container that keeps the overlay mounted while outputs are read.
     holder: Option<crate::engine::ContainerGuard>,
