@@ -24,9 +24,11 @@
 //! Which trees are kept, their size and when they were used last are
 //! marker files in `volumes/` of the stage directory, written only once a
 //! tree is complete: a volume without its marker is incomplete and filled
-//! anew. A build holds a shared lock on its tree's marker, so that
-//! eviction (least recently used first, past `--source-cache`) never
-//! removes a tree under a running build; filling takes it exclusively.
+//! anew. A build holds a shared lock (`.lock-<digest>`) while it uses a
+//! tree, so that eviction (least recently used first, past
+//! `--source-cache`) never removes a tree under a running build; a fill
+//! holds an exclusive one on `.fill-<digest>`, which a build of the same
+//! sources waits for before it looks again.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -294,8 +296,11 @@ async fn kept_tree(
     let hex = digest.to_hex();
     let marker = markers.join(&hex);
     let name = tree_volume(&hex);
-    let lock_path = markers.join(format!(".lock-{hex}"));
-    let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    // A shared lock while the tree is used, which eviction respects; an
+    // exclusive one on another file while it is filled, which a build of
+    // the same sources waits for (on a blocking thread) before it looks
+    // again.
+    let lock = open_lock(&markers.join(format!(".lock-{hex}")))?;
     flock(&lock, FlockOperation::LockShared)?;
     if marker.is_file() {
         if let Some(volume) = engine.volume(&name).await? {
@@ -303,11 +308,12 @@ async fn kept_tree(
             return Ok((volume, lock, false));
         }
     }
-    // Fill it, alone: another build of the same sources waits, then finds it.
-    flock(&lock, FlockOperation::LockExclusive)?;
+    let filling = open_lock(&markers.join(format!(".fill-{hex}")))?;
+    let filling = tokio::task::spawn_blocking(move || flock(&filling, FlockOperation::LockExclusive).map(|()| filling))
+        .await
+        .context("the locking task panicked")??;
     if marker.is_file() {
         if let Some(volume) = engine.volume(&name).await? {
-            flock(&lock, FlockOperation::LockShared)?;
             touch(&marker);
             return Ok((volume, lock, false));
         }
@@ -332,8 +338,12 @@ async fn kept_tree(
     let tmp = markers.join(format!(".{hex}.new"));
     fs_err::write(&tmp, size.to_string())?;
     fs_err::rename(&tmp, &marker)?;
-    flock(&lock, FlockOperation::LockShared)?;
+    drop(filling);
     Ok((volume, lock, true))
+}
+
+fn open_lock(path: &Path) -> Result<fs_err::File> {
+    Ok(fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(path)?)
 }
 
 /// Removes the least recently used kept trees past `budget` bytes, never
@@ -395,6 +405,7 @@ async fn evict(engine: &Engine, markers: &Path, budget: u64, current: &Digest) {
             Ok(()) => {
                 let _ = fs_err::remove_file(markers.join(&hex));
                 let _ = fs_err::remove_file(&lock_path);
+                let _ = fs_err::remove_file(markers.join(format!(".fill-{hex}")));
                 total = total.saturating_sub(size);
                 tracing::debug!("evicted the kept tree {hex}");
             }
