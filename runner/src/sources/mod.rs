@@ -455,9 +455,17 @@ async fn engine_mounted(
         return Ok(None);
     }
     tracing::debug!("the engine keeps the source tree: {why}");
-    let placed = volumes::place(engine, &settings.stage_base, settings.cache_budget, sources, spec)
-        .await
-        .with_context(|| format!("cannot have the engine mount the sources\n  hint: use --sources upload ({why})"))?;
+    let placed = match volumes::place(engine, &settings.stage_base, settings.cache_budget, sources, spec).await {
+        // A refused mount (the entry helper's bind mount, in a mount
+        // namespace the engine does not see): `auto` uploads instead.
+        Err(e) if settings.transfer == SourceTransfer::Auto && format!("{e:#}").contains("mount") => {
+            tracing::info!("the engine cannot mount the sources ({e:#}); uploading them instead");
+            return Ok(None);
+        }
+        placed => placed.with_context(|| {
+            format!("cannot have the engine mount the sources\n  hint: use --sources upload ({why})")
+        })?,
+    };
     match placed {
         Ok(p) => {
             let way = Way::Volumes(Box::new(p.volumes));
