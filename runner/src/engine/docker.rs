@@ -389,7 +389,8 @@ impl Engine {
         Ok(Volume { name: v.name, mountpoint: v.mountpoint })
     }
 
-    /// The names of the volumes that carry the label `label`.
+    /// The names of the volumes that carry the label `label` (`key`, or
+    /// `key=value`).
     pub async fn volumes_labelled(&self, label: &str) -> Result<Vec<String>> {
         let filters = HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
         let options = ListVolumesOptionsBuilder::default().filters(&filters).build();

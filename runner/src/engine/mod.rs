@@ -44,6 +44,8 @@ pub const LABEL_MANAGED: &str = "org.repro-run.managed";
 pub const LABEL_PROJECT: &str = "org.repro-run.project";
 /// Label naming the source digest a kept tree's volume holds.
 pub const LABEL_TREE: &str = "org.repro-run.tree";
+/// Label naming the directory that holds a kept tree's marker.
+pub const LABEL_MARKERS: &str = "org.repro-run.markers";
 /// Label naming the process that owns a container: `<boot id> <pid>
 /// <start time>`, so that a later run can tell a container whose owner was
 /// killed from one a live build still uses.

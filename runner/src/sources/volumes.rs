@@ -320,7 +320,10 @@ async fn kept_tree(
     }
     // A volume without its marker was not filled to the end.
     engine.remove_volume(&name).await?;
-    let labels = [(crate::engine::LABEL_TREE, digest.to_string())];
+    let labels = [
+        (crate::engine::LABEL_TREE, digest.to_string()),
+        (crate::engine::LABEL_MARKERS, markers.display().to_string()),
+    ];
     let volume = engine.create_volume(&name, &[], &labels, false).await?;
     let s = sources.clone();
     let tar = tokio::task::spawn_blocking(move || walk::build(&s)).await.context("the source tar task panicked")??;
@@ -348,10 +351,14 @@ fn open_lock(path: &Path) -> Result<fs_err::File> {
 
 /// Removes the least recently used kept trees past `budget` bytes, never
 /// `current` and never one a build holds; and this user's tree volumes
-/// that have no marker, left by a fill that was killed.
+/// of this stage directory that have no marker, left by a fill that was
+/// killed.
 async fn evict(engine: &Engine, markers: &Path, budget: u64, current: &Digest) {
     let prefix = tree_volume("");
-    match engine.volumes_labelled(crate::engine::LABEL_TREE).await {
+    // Only the trees whose markers belong here: another stage directory
+    // keeps its own.
+    let here = format!("{}={}", crate::engine::LABEL_MARKERS, markers.display());
+    match engine.volumes_labelled(&here).await {
         Ok(names) => {
             for name in names {
                 let Some(hex) = name.strip_prefix(&prefix) else { continue };
