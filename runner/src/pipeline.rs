@@ -296,7 +296,7 @@ async fn run_in_container(
     let t = Instant::now();
     for output in &plan.outputs {
         let spec = outputs::OutputSpec::new(output)?;
-        let at = in_container(&spec.fetch);
+        let at = sources::in_container(&spec.fetch);
         let Some(reader) = placed.output(engine, &spec.fetch).await? else {
             return Err(BuildFailed(format!(
                 "the build succeeded but did not create the declared output `{output}` ({at})\n  hint: fix [build] \
@@ -321,14 +321,6 @@ async fn run_in_container(
     }
     ran.collect_ms = ms(t);
     Ok(ran)
-}
-
-/// `/src/<fetch>`, or `/src` for an empty `fetch`.
-fn in_container(fetch: &str) -> String {
-    match fetch {
-        "" => hermetic::SOURCE_DIR.to_owned(),
-        f => format!("{}/{f}", hermetic::SOURCE_DIR),
-    }
 }
 
 fn parent_dir(path: &Path) -> &Path {

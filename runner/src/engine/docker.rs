@@ -341,7 +341,7 @@ impl Engine {
         for c in listed {
             let labels = c.labels.unwrap_or_default();
             let (Some(id), Some(owner)) = (c.id, labels.get(LABEL_OWNER)) else { continue };
-            if !labels.contains_key(LABEL_MANAGED) || !owner_is_gone(owner) {
+            if !owner_is_gone(owner) {
                 continue;
             }
             match self.remove_container(&id).await {

@@ -97,10 +97,7 @@ impl Placed {
     /// unless a link the build made is in the way: the engine resolves
     /// those inside the container, as it does every uploaded output.
     pub async fn output(&mut self, engine: &Engine, fetch: &str) -> Result<Option<Box<dyn std::io::Read + Send>>> {
-        let path = match fetch {
-            "" => hermetic::SOURCE_DIR.to_owned(),
-            f => format!("{}/{f}", hermetic::SOURCE_DIR),
-        };
+        let path = in_container(fetch);
         let build = self.guard.id();
         let (local, from) = match &mut self.way {
             Way::Mounted(stage, _) => (staging::local_output(&stage.src(), fetch), build),
@@ -467,10 +464,7 @@ async fn engine_mounted(
         })?,
     };
     match placed {
-        Ok(p) => {
-            let way = Way::Volumes(Box::new(p.volumes));
-            Ok(Some(Placed { guard: p.guard, digest: p.digest, entries: p.entries, source_ms: p.source_ms, way }))
-        }
+        Ok(placed) => Ok(Some(placed)),
         Err(not) if settings.transfer == SourceTransfer::Mount => {
             bail!("cannot mount the sources: {not}\n  hint: use --sources upload, which works with any engine")
         }
@@ -496,10 +490,20 @@ async fn engine_keeps_trees(engine: &Engine) -> Result<Result<(), String>> {
         (false, _) => Err(caps.not_local_because.unwrap_or_else(|| "the engine does not see this machine".into())),
         (_, false) => Err("the engine cannot mount an overlay volume (rootless, or not Linux)".to_owned()),
     };
-    if let Some(id) = id.as_deref() {
-        cache.put(id, verdict.is_ok());
+    // Only a yes is kept: a no is asked again, and its reason told.
+    if let (Some(id), true) = (id.as_deref(), verdict.is_ok()) {
+        cache.put(id, true);
     }
     Ok(verdict)
+}
+
+/// `/src/<fetch>`, or `/src` for an empty `fetch`: where an output is in
+/// the container.
+pub fn in_container(fetch: &str) -> String {
+    match fetch {
+        "" => hermetic::SOURCE_DIR.to_owned(),
+        f => format!("{}/{f}", hermetic::SOURCE_DIR),
+    }
 }
 
 /// Where staging directories go by default: `builds/` in the cache

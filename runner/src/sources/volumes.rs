@@ -97,20 +97,6 @@ impl BuildVolumes {
     }
 }
 
-/// What [`place`] made.
-pub struct Placed {
-    /// The build container.
-    pub guard: crate::engine::ContainerGuard,
-    /// The sources' digest.
-    pub digest: Digest,
-    /// Their entries.
-    pub entries: usize,
-    /// Reading them, and making the volumes and the container.
-    pub source_ms: u64,
-    /// The build's volumes.
-    pub volumes: BuildVolumes,
-}
-
 /// Creates the build container from `spec` with `/src` an overlay the
 /// engine mounts over the kept tree of these sources, filling that tree
 /// first if no build kept it; `Ok(Err(why))` when this image cannot have
@@ -121,7 +107,7 @@ pub async fn place(
     cache_budget: u64,
     sources: &SourceOptions,
     spec: &ContainerSpec,
-) -> Result<Result<Placed, String>> {
+) -> Result<Result<super::Placed, String>> {
     let t = Instant::now();
     let markers = stage_base.join("volumes");
     fs_err::create_dir_all(&markers)?;
@@ -159,12 +145,13 @@ pub async fn place(
     match result {
         Ok(Ok((guard, read, lock, added, spec))) => {
             evict(engine, &markers, cache_budget, &read.digest).await;
-            Ok(Ok(Placed {
+            let volumes = BuildVolumes { names, spec, holder: None, _tree_lock: lock, added };
+            Ok(Ok(super::Placed {
                 guard,
                 digest: read.digest,
                 entries: read.entries,
                 source_ms: t.elapsed().as_millis() as u64,
-                volumes: BuildVolumes { names, spec, holder: None, _tree_lock: lock, added },
+                way: super::Way::Volumes(Box::new(volumes)),
             }))
         }
         Ok(Err(why)) => {
@@ -226,13 +213,7 @@ async fn prepare_upper(
     let mut tar = tar::Builder::new(Vec::new());
     for (dir, owner, mode) in [("upper", sources.owner, 0o755), ("work", (0, 0), 0o700), ("home", sources.owner, 0o755)]
     {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(mode);
-        h.set_uid(u64::from(owner.0));
-        h.set_gid(u64::from(owner.1));
-        h.set_mtime(sources.source_date_epoch);
-        h.set_size(0);
+        let mut h = walk::header(tar::EntryType::Directory, mode, sources.source_date_epoch, owner);
         tar.append_data(&mut h, dir, std::io::empty()).context("cannot make a tar")?;
     }
     let bytes = tar.into_inner().context("cannot make a tar")?;
@@ -365,15 +346,8 @@ async fn evict(engine: &Engine, markers: &Path, budget: u64, current: &Digest) {
                 if markers.join(hex).is_file() || hex == current.to_hex() {
                     continue;
                 }
-                let lock_path = markers.join(format!(".lock-{hex}"));
-                let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path);
-                let Ok(lock) = lock else { continue };
-                if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
-                    tracing::debug!("removing {name}, a kept tree whose filling was stopped");
-                    if let Err(e) = engine.remove_volume(&name).await {
-                        tracing::warn!("{e:#}");
-                    }
-                    let _ = fs_err::remove_file(&lock_path);
+                if remove_tree(engine, markers, hex).await {
+                    tracing::debug!("removed {name}, a kept tree whose filling was stopped");
                 }
             }
         }
@@ -401,24 +375,30 @@ async fn evict(engine: &Engine, markers: &Path, budget: u64, current: &Digest) {
         if hex == current.to_hex() {
             continue;
         }
-        let lock_path = markers.join(format!(".lock-{hex}"));
-        let Ok(lock) = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path) else {
-            continue;
-        };
-        if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue;
-        }
-        match engine.remove_volume(&tree_volume(&hex)).await {
-            Ok(()) => {
-                let _ = fs_err::remove_file(markers.join(&hex));
-                let _ = fs_err::remove_file(&lock_path);
-                let _ = fs_err::remove_file(markers.join(format!(".fill-{hex}")));
-                total = total.saturating_sub(size);
-                tracing::debug!("evicted the kept tree {hex}");
-            }
-            Err(e) => tracing::warn!("cannot evict a kept source tree: {e:#}"),
+        if remove_tree(engine, markers, &hex).await {
+            total = total.saturating_sub(size);
+            tracing::debug!("evicted the kept tree {hex}");
         }
     }
+}
+
+/// Removes the kept tree `hex` (its volume, marker and lock files) unless
+/// a build holds it; whether it went.
+async fn remove_tree(engine: &Engine, markers: &Path, hex: &str) -> bool {
+    let lock_path = markers.join(format!(".lock-{hex}"));
+    let Ok(lock) = open_lock(&lock_path) else { return false };
+    if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false;
+    }
+    if let Err(e) = engine.remove_volume(&tree_volume(hex)).await {
+        tracing::warn!("cannot remove a kept source tree: {e:#}");
+        return false;
+    }
+    for file in [hex.to_owned(), format!(".fill-{hex}")] {
+        let _ = fs_err::remove_file(markers.join(file));
+    }
+    let _ = fs_err::remove_file(&lock_path);
+    true
 }
 
 /// The volume of the kept tree with digest `hex`, of this user's.

@@ -606,7 +606,7 @@ fn walk(root: &Path, exclude: &[PathBuf], patterns: &[String]) -> Result<Vec<(Pa
     Ok(out)
 }
 
-fn header(kind: tar::EntryType, mode: u32, mtime: u64, (uid, gid): (u32, u32)) -> tar::Header {
+pub(super) fn header(kind: tar::EntryType, mode: u32, mtime: u64, (uid, gid): (u32, u32)) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
