@@ -3,8 +3,9 @@
 //! Nothing from the host leaks into a build: the environment is built from
 //! scratch here, the hostname, user, working directory and paths are
 //! constants, and the network is off. Every one of these goes into the
-//! [`BuildPlan`], whose digest is the build's `env_id`: two builds with the
-//! same `env_id` ran with the same settings, whatever machine they ran on.
+//! [`BuildPlan`], and from it into repro.lock ([`crate::lock`]), whose
+//! digest is the build's `env_id`: two builds with the same `env_id` ran
+//! with the same settings, whatever machine they ran on.
 
 use std::collections::BTreeMap;
 
@@ -62,9 +63,9 @@ pub fn base_env(source_date_epoch: u64) -> BTreeMap<String, String> {
 
 /// Everything that shapes a build, resolved from manifest and profile.
 ///
-/// Serialised canonically (sorted maps, fixed field order) it is hashed into
-/// the `env_id`. Engine, kernel and host are deliberately not in it: they go
-/// into the build record, so that a comparison can blame them.
+/// repro.lock holds all of it ([`crate::lock::LockedBuild::from_plan`]).
+/// Engine, kernel and host are deliberately not in it: they go into the
+/// build record, so that a comparison can blame them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BuildPlan {
     /// Version of this structure's meaning.
@@ -146,14 +147,6 @@ impl BuildPlan {
     pub fn env_list(&self) -> Vec<String> {
         self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
-
-    /// The `env_id`: blake3 over the canonical JSON of the plan.
-    pub fn env_id(&self) -> Digest {
-        // serde_json writes struct fields in declaration order and BTreeMaps
-        // sorted, so this serialisation is canonical.
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        Digest::of_bytes(&bytes)
-    }
 }
 
 #[cfg(test)]
@@ -181,13 +174,5 @@ mod tests {
         TZ=x
         ");
         assert_eq!(plan.packages, ["gcc", "make"]);
-    }
-
-    #[test]
-    fn env_id_changes_with_any_setting() {
-        let a = BuildPlan::new(&manifest(""), None, None, 0);
-        assert_eq!(a.env_id(), BuildPlan::new(&manifest(""), None, None, 0).env_id());
-        assert_ne!(a.env_id(), BuildPlan::new(&manifest("X = \"1\""), None, None, 0).env_id());
-        assert_ne!(a.env_id(), BuildPlan::new(&manifest(""), None, Some(Digest::of_bytes(b"x")), 0).env_id());
     }
 }

@@ -12,11 +12,16 @@
 //!   directories and entries handed over one by one
 //!   ([`digest::TreeBuilder`]), and the [`digest::Digest`] type
 //!   (`blake3:<hex>`).
+//! - [`lock`]: the `repro.lock` model (`repro-lock-v1`): its canonical
+//!   text, the `env_id`, drift against the manifest, and the comparison of
+//!   the locked packages with an image's.
 //! - [`record`]: the build record (what a build produced), as JSON.
 //! - [`engine`]: engine kinds, as a closed set.
 //! - [`erofs`]: entries handed over one by one → an EROFS image (how kept
 //!   source trees are stored).
 //! - [`size`]: byte sizes as people write them (`512m`, `2g`).
+//! - [`packages`]: installed-package listings of dpkg, apk and rpm, and
+//!   what apt says it would download or could not find.
 //!
 //! Everything that talks to an engine lives in the `repro-run` crate
 //! (`runner/`): keeping this crate pure lets it be tested with fixed vectors
@@ -26,9 +31,13 @@ pub mod digest;
 pub mod engine;
 pub mod erofs;
 pub mod hermetic;
+pub mod lock;
 pub mod manifest;
+pub mod packages;
 pub mod profile;
 pub mod record;
 pub mod size;
 
 mod span;
+
+pub use span::LineCol;

@@ -10,7 +10,8 @@ use crate::engine::EngineSelector;
 const EXIT_CODES: &str = "\
 Exit codes:
   0    success
-  1    not reproducible (the builds differ)
+  1    not reproducible (the builds differ), or repro.lock and repro.toml disagree
+       (lock --check, build --locked)
   2    usage, manifest or lock error
   3    the container engine is unreachable or failed
   4    the build command failed (non-zero exit), or a declared output is missing or
@@ -61,9 +62,11 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the build in a hermetic container and hash its artifacts.
     ///
-    /// Reads the manifest, makes sure the base image and the toolchain image
-    /// exist (building a built-in base image on first use, installing the
-    /// toolchain packages with the network on), puts the project's files at
+    /// Reads the manifest and repro.lock beside it (locking first, as
+    /// `repro-run lock` does, where there is none or repro.toml changed;
+    /// see --locked), makes sure the base image and the toolchain image the
+    /// lock pins exist (building a built-in base image on first use,
+    /// preparing the toolchain from the package store), puts the project's files at
     /// /src as a normalised tree (see --sources), runs the command with the network off,
     /// an environment built from scratch, hostname `repro-run` and user
     /// 1000:1000, then copies the declared outputs into --out and writes the
@@ -72,6 +75,26 @@ pub enum Command {
     /// on every path, also on failure and on Ctrl-C.
     #[command(after_help = EXIT_CODES)]
     Build(BuildArgs),
+
+    /// Resolve the toolchain, prepare it, and write repro.lock.
+    ///
+    /// repro.lock (beside the manifest) pins everything a build depends
+    /// on: the base image by its rootfs digest, every installed package of
+    /// the toolchain image (name, version, architecture; for the packages
+    /// repro-run installs, the sha256 and size of the .deb), the toolchain
+    /// image's rootfs digest, and every build setting. Its env_id is the
+    /// blake3 of all of it (docs/lock.md). Commit it.
+    ///
+    /// Resolving runs apt in a container on the base image with the
+    /// network on: the only container that gets it. Every .deb goes into
+    /// the package store (XDG_CACHE_HOME/repro-run/packages, else
+    /// ~/.cache/repro-run/packages), checked against its sha256; the
+    /// toolchain image is then installed from the store with the network
+    /// off, now and on every later machine. A lock whose inputs still match
+    /// repro.toml keeps its versions: relocking then needs no network and
+    /// rewrites nothing.
+    #[command(after_help = EXIT_CODES)]
+    Lock(LockArgs),
 
     /// Write a starting repro.toml for the project found here.
     ///
@@ -106,6 +129,15 @@ pub struct BuildArgs {
     /// extension .log. Default: repro-out.json beside the manifest.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// Build only from repro.lock as it is (for CI): if there is none, or
+    /// repro.toml asks for anything it does not hold, exit 1 and name each
+    /// drifted field instead of relocking.
+    ///
+    /// Without it, a build with no lock locks first, and a build whose
+    /// repro.toml changed relocks, and says so.
+    #[arg(long)]
+    pub locked: bool,
 
     /// How the sources reach /src.
     ///
@@ -147,6 +179,39 @@ pub struct BuildArgs {
     /// up to more than this; the one in use always stays.
     #[arg(long, value_name = "SIZE", env = "REPRO_RUN_SOURCE_CACHE", default_value = "2g")]
     pub source_cache: ByteSize,
+}
+
+/// `repro-run lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Say whether repro.lock still matches repro.toml, and write nothing:
+    /// exit 0 when it does, 1 (naming each drifted field) when not. Needs
+    /// no engine.
+    #[arg(long, conflicts_with_all = ["update", "export_store", "import_store"])]
+    pub check: bool,
+
+    /// Resolve anew with the mirror's current versions, even where the lock
+    /// still matches repro.toml.
+    #[arg(long)]
+    pub update: bool,
+
+    /// Never give a container the network: fail if the lock must be
+    /// resolved, or the store lacks a locked package.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// After locking, write the locked packages' files and the base image's
+    /// rootfs into FILE (a tar), for a machine whose mirror no longer has
+    /// those versions, or that cannot build the base image.
+    #[arg(long, value_name = "FILE")]
+    pub export_store: Option<PathBuf>,
+
+    /// Before locking, read FILE (made by --export-store): its packages go
+    /// into the package store, each checked against its sha256, and its
+    /// base image into the engine. With the lock that came with it, the
+    /// lock then needs no network (see --offline).
+    #[arg(long, value_name = "FILE")]
+    pub import_store: Option<PathBuf>,
 }
 
 /// How the sources reach the container.
@@ -234,5 +299,7 @@ mod tests {
         let mut cmd = Cli::command().term_width(100);
         let build = cmd.find_subcommand_mut("build").unwrap().render_long_help().to_string();
         insta::assert_snapshot!(build);
+        let lock = cmd.find_subcommand_mut("lock").unwrap().render_long_help().to_string();
+        insta::assert_snapshot!(lock);
     }
 }

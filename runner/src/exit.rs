@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success / reproducible |
-//! | 1    | not reproducible (the commands that compare builds, when they come) |
+//! | 1    | not reproducible; repro.lock and repro.toml disagree (`lock --check`, `build --locked`) |
 //! | 2    | usage, manifest or lock error |
 //! | 3    | engine unreachable or engine error |
 //! | 4    | the build failed (non-zero exit, timeout), or a declared output is missing or cannot be collected |
@@ -19,9 +19,8 @@ use std::process::ExitCode;
 pub enum Exit {
     /// 0: everything went well.
     Success,
-    /// 1: the builds differ (for the commands that compare builds; none
-    /// uses it yet).
-    #[allow(dead_code)]
+    /// 1: the builds differ, or the lock does not hold what the manifest
+    /// asks for.
     NotReproducible,
     /// 2: bad arguments, manifest or lock.
     Usage,
@@ -50,6 +49,12 @@ impl From<Exit> for ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct EngineError(pub String);
+
+/// Marker: repro.lock does not hold what repro.toml asks for (or what
+/// this machine prepares), where the lock must be followed as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Drift(pub String);
 
 /// Marker: the build command ran and failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,9 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         }
         if cause.is::<BuildFailed>() {
             return Exit::BuildFailed;
+        }
+        if cause.is::<Drift>() {
+            return Exit::NotReproducible;
         }
         if cause.is::<EngineError>() || from_the_engine(cause) {
             return Exit::Engine;

@@ -115,6 +115,32 @@ pub async fn builtin_image(engine: &Engine, name: &str, printer: &Printer) -> Re
     Ok(Some((reference, id)))
 }
 
+/// The base image a manifest names, present in the engine.
+pub struct BaseImage {
+    /// The reference the engine knows it by.
+    pub reference: String,
+    /// The engine's id.
+    pub id: String,
+}
+
+/// Finds the base image; a built-in recipe name is built and imported on
+/// first use.
+pub async fn base_image(engine: &Engine, name: &str, printer: &Printer) -> Result<BaseImage> {
+    if let Some((reference, id)) = builtin_image(engine, name, printer).await? {
+        return Ok(BaseImage { reference, id });
+    }
+    match engine.image_id(name).await? {
+        Some(id) => Ok(BaseImage { reference: name.to_owned(), id }),
+        None => bail!(
+            "image `{name}` is neither a built-in recipe ({}) nor an image in the {} engine\n  hint: use \
+             `name = \"debian-bookworm\"`, build an image with `repro-run image build <recipe-dir>`, or import \
+             a rootfs with `repro-run image import <rootfs.tar> --tag {name}`",
+            builtin_list(),
+            engine.kind
+        ),
+    }
+}
+
 /// Runs the recipe into a temporary rootfs tarball, imports it as `tag`,
 /// digests the image and caches the digest. Returns (image id, digest).
 pub async fn build_recipe(engine: &Engine, recipe: &Recipe, tag: &str, printer: &Printer) -> Result<(String, Digest)> {

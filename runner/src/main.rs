@@ -15,8 +15,13 @@
 //!   the guard that owns each container; orphans of a killed run.
 //! - [`entry`]: the static entry helper every build command runs through
 //!   (the exact environment and umask, on any image).
-//! - [`images`]: built-in image recipes, import, and rootfs digests.
-//! - [`prepare`]: base image + toolchain packages → toolchain image.
+//! - [`images`]: built-in image recipes, the base image a manifest names,
+//!   import, and rootfs digests.
+//! - [`locking`]: repro.lock made and followed (what `lock` and `build`
+//!   share): drift, reuse of a matching lock, the toolchain it names.
+//! - [`toolchain`]: resolving (the one container with a network), the
+//!   package store, and preparing toolchain images from it offline.
+//! - [`project`]: the manifest, its profile and directory; atomic writes.
 //! - [`pipeline`]: one hermetic build, resolved build in, outcome out;
 //!   what `build` calls, and `lock` and `verify` will.
 //! - [`sources`]: the project's files → `/src`, behind one door: walked,
@@ -29,9 +34,12 @@
 //! # One build, through the modules
 //!
 //! ```text
-//!   cli ─▶ commands::build ─ manifest + profile (core) ─▶ BuildPlan, env_id
-//!            │  prepare::base_image ─▶ images (recipe, import, digest)
-//!            │  prepare::toolchain_image (the one container with a network)
+//!   cli ─▶ commands::build ─ manifest + profile (core) ─▶ BuildPlan
+//!            │  locking::ensure ─ repro.lock (core::lock) ─▶ env_id
+//!            │    images::base_image ─▶ images (recipe, import, digest)
+//!            │    toolchain::resolve (the one container with a network;
+//!            │      only when the lock is missing or drifted) ─▶ store
+//!            │    toolchain::prepare (from the store, network off)
 //!            ▼
 //!          pipeline::run ─▶ sources::place ─▶ engine::create (ContainerSpec)
 //!                        ─▶ engine::run ─▶ ExitState, the log
@@ -48,13 +56,15 @@ mod engine;
 mod entry;
 mod exit;
 mod images;
+mod locking;
 mod outputs;
 mod pipeline;
-mod prepare;
 mod printer;
 mod profiles;
+mod project;
 mod signal;
 mod sources;
+mod toolchain;
 
 use std::process::ExitCode;
 

@@ -27,8 +27,8 @@ use repro_run_core::record::{Artifact, ContentHashes};
 
 use crate::engine::{ContainerSpec, Engine, ExitState, Mount, MountSource, Resources, Security, Tmpfs, LABEL_PROJECT};
 use crate::exit::{BuildFailed, Interrupted};
-use crate::prepare::Tail;
 use crate::printer::Printer;
+use crate::printer::Tail;
 use crate::sources::{self, Placed, SourceOptions};
 use crate::{entry, outputs};
 
@@ -380,7 +380,7 @@ mod tests {
         for name in engines.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let engine = Engine::connect(Some(&name.parse::<EngineSelector>().unwrap())).await.unwrap();
             let printer = Printer::new(true);
-            let base = crate::prepare::base_image(&engine, "busybox", &printer).await.unwrap();
+            let base = crate::images::base_image(&engine, "busybox", &printer).await.unwrap();
             let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
             let ways = [SourceTransfer::Auto, SourceTransfer::Upload, SourceTransfer::Auto];
             let builds: Vec<ResolvedBuild> = dirs

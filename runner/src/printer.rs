@@ -67,3 +67,48 @@ impl Printer {
         }
     }
 }
+
+/// The last lines of a log, for error messages.
+#[derive(Default)]
+pub struct Tail {
+    bytes: Vec<u8>,
+}
+
+impl Tail {
+    const KEEP: usize = 8 * 1024;
+
+    /// Appends log bytes, keeping only the end.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        if self.bytes.len() > 2 * Self::KEEP {
+            self.bytes.drain(..self.bytes.len() - Self::KEEP);
+        }
+    }
+
+    /// The last 20 lines, indented.
+    pub fn text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            return "    (no output)".to_owned();
+        }
+        let start = lines.len().saturating_sub(20);
+        lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+
+    #[test]
+    fn tail_keeps_the_last_twenty_lines() {
+        let mut t = Tail::default();
+        for i in 0..100 {
+            t.push(format!("line {i}\n").as_bytes());
+        }
+        let text = t.text();
+        assert!(text.starts_with("    line 80\n"));
+        assert!(text.ends_with("    line 99"));
+    }
+}

@@ -3,20 +3,23 @@
 //! This resolves what the build needs and writes what it made; the build
 //! itself is [`pipeline::run`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use repro_run_core::hermetic::BuildPlan;
-use repro_run_core::manifest::{Manifest, Network, SourceDateEpoch};
+use repro_run_core::manifest::{Network, SourceDateEpoch};
 use repro_run_core::record::{BuildRecord, ImageFacts, Timings, RECORD_FORMAT};
 
+use repro_run_core::lock::{Lock, LockInputs};
+
 use crate::cli::{BuildArgs, GlobalArgs};
-use crate::exit::Exit;
+use crate::exit::{Drift, Exit};
 use crate::pipeline::{self, ResolvedBuild};
 use crate::printer::Printer;
+use crate::project::{abs, git_commit_time, load_project, parent_dir, write_atomic};
 use crate::sources::{self, SourceOptions};
-use crate::{images, outputs, prepare, profiles};
+use crate::{locking, outputs};
 
 /// Runs `repro-run build`: resolves the build (manifest, profile, base
 /// and toolchain images, sources, settings), runs it through the
@@ -24,6 +27,8 @@ use crate::{images, outputs, prepare, profiles};
 pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Result<Exit> {
     let started = Instant::now();
     let project = load_project(&global.manifest)?;
+    let lock_path = locking::path_beside(&global.manifest);
+    let existing = locking::read(&lock_path)?;
     let out = args.out.unwrap_or_else(|| project.dir.join("repro-out"));
     let record_path = args.record.unwrap_or_else(|| project.dir.join("repro-out.json"));
     let log_path = record_path.with_extension("log");
@@ -40,7 +45,6 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         let engine = engine.clone();
         async move { engine.remove_orphans().await }
     });
-    let (base, base_digest) = pinned_base(&engine, &project, &global.manifest, printer).await?;
     let source_dir = project.dir.join(&project.manifest.source.path);
     if !source_dir.is_dir() {
         bail!(
@@ -53,11 +57,40 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         SourceDateEpoch::Fixed(n) => n,
         SourceDateEpoch::GitCommit => git_commit_time(&source_dir).await?,
     };
-    let plan = BuildPlan::new(&project.manifest, project.profile.as_ref(), Some(base_digest), sde);
+    let mut plan = BuildPlan::new(&project.manifest, project.profile.as_ref(), None, sde);
+    let wanted = LockInputs::new(&project.manifest, &plan);
+    match (&existing, args.locked) {
+        (None, true) => {
+            return Err(Drift(format!(
+                "there is no {}, and --locked builds only from a lock\n  hint: run `repro-run lock` and commit \
+                 repro.lock",
+                lock_path.display()
+            ))
+            .into())
+        }
+        (Some((lock, _)), true) => locking::check_drift(lock, &wanted, &lock_path)?,
+        (None, false) => printer.status(format!("no {}: locking first", lock_path.display())),
+        (Some((lock, _)), false) => {
+            let drift = lock.drift(&wanted);
+            if !drift.is_empty() {
+                let fields: Vec<&str> = drift.iter().map(|d| d.field.as_str()).collect();
+                printer.status(format!(
+                    "repro.toml changed since repro.lock was written ({}): relocking",
+                    fields.join(", ")
+                ));
+            }
+        }
+    }
     if plan.network == Network::Bridge {
         printer.status("warning: [build] network = \"bridge\": this build can reach the network");
     }
-    let toolchain = prepare::toolchain_image(&engine, &base, &plan.packages, printer).await?;
+    let options = locking::Options { frozen: args.locked, ..Default::default() };
+    let locked = locking::ensure(&engine, &wanted, existing.as_ref().map(|(l, _)| l), options, printer).await?;
+    if !args.locked && locking::write(&lock_path, &locked.lock, existing.as_ref().map(|(_, t)| t.as_str()))? {
+        printer.status(format!("wrote {} (env_id {})", lock_path.display(), locked.lock.env_id()));
+    }
+    plan.image_rootfs = Some(locked.lock.base.rootfs);
+    let toolchain = locked.toolchain_image.clone();
     let prepare_ms = ms(started);
     report_orphans(orphans.await.context("the orphan task panicked")?, printer);
 
@@ -69,7 +102,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         sources: SourceOptions {
             root: source_dir,
             // A stage directory inside the project is not a source either.
-            exclude_paths: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?, stage_base.clone()],
+            exclude_paths: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?, abs(&lock_path)?, stage_base.clone()],
             exclude_patterns: project.manifest.source.exclude.clone(),
             source_date_epoch: sde,
             owner: project.manifest.build.user,
@@ -90,35 +123,12 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     // leaves the old ones.
     let (engine_facts, host) = asked.await.context("the engine version task panicked")??;
     let timings = Timings { prepare_ms, total_ms: ms(started), ..Default::default() };
-    let record = record_of(&build.plan, &outcome, base_digest, toolchain, (engine_facts, host), timings);
+    let record = record_of(&locked.lock, &build.plan, &outcome, toolchain, (engine_facts, host), timings);
     outputs::replace_dir(outcome.outputs, &out)
         .with_context(|| format!("cannot move the artifacts into {}", out.display()))?;
     write_atomic(&record_path, record.to_json().as_bytes())?;
     report(&record, &out, &record_path, printer);
     Ok(Exit::Success)
-}
-
-/// The base image the manifest names, made on first use, and its rootfs
-/// digest, which must be the manifest's pin where it has one.
-async fn pinned_base(
-    engine: &crate::engine::Engine,
-    project: &Project,
-    manifest_path: &Path,
-    printer: &Printer,
-) -> Result<(prepare::BaseImage, repro_run_core::digest::Digest)> {
-    let base = prepare::base_image(engine, &project.manifest.image.name, printer).await?;
-    let base_digest = images::digest_image(engine, &base.reference, false, printer).await?;
-    if let Some(pin) = project.manifest.image.rootfs {
-        if pin != base_digest {
-            bail!(
-                "image `{}` has rootfs {base_digest}, but {} pins {pin}\n  hint: rebuild or import the image the pin \
-                 names, or, if the new image is the one you want, set `rootfs = \"{base_digest}\"` under [image]",
-                base.reference,
-                manifest_path.display()
-            );
-        }
-    }
-    Ok((base, base_digest))
 }
 
 /// Says which containers of a killed repro-run were removed.
@@ -137,9 +147,9 @@ fn report_orphans(removed: Result<Vec<String>>, printer: &Printer) {
 /// The record of a successful build; `timings` brings `prepare_ms` and
 /// `total_ms`, the outcome the phases.
 fn record_of(
+    lock: &Lock,
     plan: &BuildPlan,
     outcome: &pipeline::BuildOutcome,
-    base_digest: repro_run_core::digest::Digest,
     toolchain: String,
     (engine, host): (repro_run_core::record::EngineFacts, repro_run_core::record::HostFacts),
     timings: Timings,
@@ -147,14 +157,14 @@ fn record_of(
     let t = outcome.timings;
     BuildRecord {
         format: RECORD_FORMAT.to_owned(),
-        env_id: plan.env_id(),
+        env_id: lock.env_id(),
         source_digest: outcome.source_digest,
         command: plan.command.clone(),
         exit_code: outcome.exit_code,
         artifacts: outcome.artifacts.clone(),
         artifacts_digest: outcome.artifacts_digest,
         log_digest: outcome.log_digest,
-        image: ImageFacts { name: plan.image.clone(), rootfs: Some(base_digest), toolchain_image_id: toolchain },
+        image: ImageFacts { name: plan.image.clone(), rootfs: Some(lock.base.rootfs), toolchain_image_id: toolchain },
         engine,
         host,
         timings: Timings {
@@ -184,76 +194,6 @@ fn report(record: &BuildRecord, out: &Path, record_path: &Path, printer: &Printe
         out.display(),
         record_path.display()
     ));
-}
-
-/// A manifest, its directory and its profile.
-struct Project {
-    manifest: Manifest,
-    profile: Option<repro_run_core::profile::Profile>,
-    dir: PathBuf,
-}
-
-fn load_project(path: &Path) -> Result<Project> {
-    let text = match fs_err::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "no manifest at {}\n  hint: write a repro.toml there (see examples/hello-c/repro.toml), or point at one \
-             with --manifest FILE",
-            path.display()
-        ),
-        Err(e) => return Err(e.into()),
-    };
-    let manifest = Manifest::parse(&text).with_context(|| format!("{} is not a valid manifest", path.display()))?;
-    let profile = manifest.toolchain.profile.as_deref().map(profiles::load).transpose()?;
-    let dir = abs(path)?.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-    Ok(Project { manifest, profile, dir })
-}
-
-/// The committer time of `HEAD` in `dir`, for `source_date_epoch = "git"`.
-async fn git_commit_time(dir: &Path) -> Result<u64> {
-    let out = tokio::process::Command::new("git")
-        .args(["log", "-1", "--format=%ct"])
-        .current_dir(dir)
-        .output()
-        .await
-        .context("source_date_epoch = \"git\" needs git, which cannot be run")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    match text.trim().parse::<u64>() {
-        Ok(n) if out.status.success() => Ok(n),
-        _ => bail!(
-            "source_date_epoch = \"git\", but {} has no git commit ({})\n  hint: commit the sources, or give a \
-             number of seconds",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-    }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".repro-run-")
-        .tempfile_in(parent_dir(path))
-        .with_context(|| format!("cannot write beside {}", path.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
-
-/// `path` made absolute, with its parent's symlinks resolved when the parent
-/// exists, so that it compares equal to paths found by walking the project.
-fn abs(path: &Path) -> Result<PathBuf> {
-    let path = std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
-    if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
-        if let Ok(parent) = parent.canonicalize() {
-            return Ok(parent.join(name));
-        }
-    }
-    Ok(path)
 }
 
 fn ms(since: Instant) -> u64 {

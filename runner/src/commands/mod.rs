@@ -3,6 +3,7 @@
 mod build;
 mod image;
 mod init;
+mod lock;
 
 use anyhow::{Context as _, Result};
 
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<Exit> {
     match cli.command {
         Command::Build(args) => build::run(&cli.global, args, printer).await,
         Command::Image(cmd) => image::run(&cli.global, cmd, printer).await,
+        Command::Lock(args) => lock::run(&cli.global, args, printer).await,
         Command::Init { force } => init::run(&cli.global, force, printer).await,
     }
 }

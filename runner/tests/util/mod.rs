@@ -40,12 +40,20 @@ pub fn ensure_busybox(engine: &str) {
 /// holds a lock while tests that use it run, so that no test rebuilds (and
 /// re-tags) it under another.
 pub fn debian_image(engine: &str) -> std::sync::MutexGuard<'static, ()> {
+    debian_images(&[engine.to_owned()])
+}
+
+/// [`debian_image`] for several engines at once, under the one lock.
+pub fn debian_images(engines: &[String]) -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let have = repro_run(dir.path(), &["image", "digest", "repro-run/debian-bookworm:latest", "--engine", engine], &[]);
-    if have.code != Some(0) {
-        repro_run(dir.path(), &["image", "build", "debian-bookworm", "--engine", engine, "-q"], &[]).assert_exit(0);
+    for engine in engines {
+        let have =
+            repro_run(dir.path(), &["image", "digest", "repro-run/debian-bookworm:latest", "--engine", engine], &[]);
+        if have.code != Some(0) {
+            repro_run(dir.path(), &["image", "build", "debian-bookworm", "--engine", engine, "-q"], &[]).assert_exit(0);
+        }
     }
     guard
 }
