@@ -20,7 +20,8 @@ pub const RECORD_FORMAT: &str = "repro-run-record-v1";
 pub struct BuildRecord {
     /// Always [`RECORD_FORMAT`].
     pub format: String,
-    /// Digest of the resolved build plan (settings, image, packages).
+    /// repro.lock's `env_id`: the digest of everything the lock pins
+    /// (settings, base and toolchain images, packages).
     pub env_id: Digest,
     /// Tree digest (artifact variant) of the source tree as uploaded.
     pub source_digest: Digest,
@@ -89,6 +90,13 @@ pub struct ImageFacts {
     pub rootfs: Option<Digest>,
     /// The engine's id of the toolchain image the build ran on.
     pub toolchain_image_id: String,
+    /// The toolchain image's rootfs digest, as repro.lock pins it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain_rootfs: Option<Digest>,
+    /// Every package installed in the toolchain image (repro.lock's
+    /// inventory), sorted: what `repro-run diff` compares.
+    #[serde(default)]
+    pub packages: Vec<crate::packages::InstalledPackage>,
 }
 
 /// Which engine ran the build.

@@ -140,6 +140,47 @@ pub struct BuildArgs {
     pub locked: bool,
 
     /// How the sources reach /src.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// `repro-run lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Say whether repro.lock still matches repro.toml, and write nothing:
+    /// exit 0 when it does, 1 (naming each drifted field) when not. Needs
+    /// no engine.
+    #[arg(long, conflicts_with_all = ["update", "export_store", "import_store"])]
+    pub check: bool,
+
+    /// Resolve anew with the mirror's current versions, even where the lock
+    /// still matches repro.toml.
+    #[arg(long)]
+    pub update: bool,
+
+    /// Never give a container the network: fail if the lock must be
+    /// resolved, or the store lacks a locked package.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// After locking, write the locked packages' files and the base image's
+    /// rootfs into FILE (a tar), for a machine whose mirror no longer has
+    /// those versions, or that cannot build the base image.
+    #[arg(long, value_name = "FILE")]
+    pub export_store: Option<PathBuf>,
+
+    /// Before locking, read FILE (made by --export-store): its packages go
+    /// into the package store, each checked against its sha256, and its
+    /// base image into the engine. With the lock that came with it, the
+    /// lock then needs no network (see --offline).
+    #[arg(long, value_name = "FILE")]
+    pub import_store: Option<PathBuf>,
+}
+
+/// How the sources reach `/src`.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// How the sources reach /src.
     ///
     /// `auto` (the default) is the right choice almost always: it mounts
     /// when the engine runs on this machine and uploads otherwise.
@@ -179,39 +220,6 @@ pub struct BuildArgs {
     /// up to more than this; the one in use always stays.
     #[arg(long, value_name = "SIZE", env = "REPRO_RUN_SOURCE_CACHE", default_value = "2g")]
     pub source_cache: ByteSize,
-}
-
-/// `repro-run lock`.
-#[derive(Debug, Args)]
-pub struct LockArgs {
-    /// Say whether repro.lock still matches repro.toml, and write nothing:
-    /// exit 0 when it does, 1 (naming each drifted field) when not. Needs
-    /// no engine.
-    #[arg(long, conflicts_with_all = ["update", "export_store", "import_store"])]
-    pub check: bool,
-
-    /// Resolve anew with the mirror's current versions, even where the lock
-    /// still matches repro.toml.
-    #[arg(long)]
-    pub update: bool,
-
-    /// Never give a container the network: fail if the lock must be
-    /// resolved, or the store lacks a locked package.
-    #[arg(long)]
-    pub offline: bool,
-
-    /// After locking, write the locked packages' files and the base image's
-    /// rootfs into FILE (a tar), for a machine whose mirror no longer has
-    /// those versions, or that cannot build the base image.
-    #[arg(long, value_name = "FILE")]
-    pub export_store: Option<PathBuf>,
-
-    /// Before locking, read FILE (made by --export-store): its packages go
-    /// into the package store, each checked against its sha256, and its
-    /// base image into the engine. With the lock that came with it, the
-    /// lock then needs no network (see --offline).
-    #[arg(long, value_name = "FILE")]
-    pub import_store: Option<PathBuf>,
 }
 
 /// How the sources reach the container.

@@ -216,7 +216,7 @@ pub async fn digest_image(engine: &Engine, reference: &str, no_cache: bool, prin
         );
     };
     // Image id → rootfs digest; ids are content-addressed, so never stale.
-    let cache = JsonCache::<Digest>::open("image-digests.json");
+    let cache = JsonCache::<Digest>::open(DIGESTS);
     if !no_cache {
         if let Some(d) = cache.get(&id) {
             return Ok(d);
@@ -236,12 +236,21 @@ pub async fn digest_image(engine: &Engine, reference: &str, no_cache: bool, prin
     Ok(digest)
 }
 
+/// The cache of image digests, by image id.
+const DIGESTS: &str = "image-digests.json";
+
+/// Records that the image `id` has rootfs `digest` (the digest of the
+/// container it was committed from: the same files).
+pub fn remember_digest(id: &str, digest: Digest) {
+    JsonCache::<Digest>::open(DIGESTS).put(id, digest);
+}
+
 /// The rootfs digest of a created container: read from its filesystem as
 /// the engine mounts it, where this process can see that
 /// ([`Engine::mount_rootfs`]: Podman on this machine), else from its
 /// export. The digest is the same either way (docs/tree-digest.md: a
 /// directory and a tar of it digest alike).
-async fn digest_container(engine: &Engine, id: &str, printer: &Printer) -> Result<Digest> {
+pub async fn digest_container(engine: &Engine, id: &str, printer: &Printer) -> Result<Digest> {
     match engine.mount_rootfs(id).await {
         Ok(Some(root)) => {
             tracing::debug!("digesting the container's filesystem mounted at {}", root.display());

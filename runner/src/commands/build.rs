@@ -3,17 +3,18 @@
 //! This resolves what the build needs and writes what it made; the build
 //! itself is [`pipeline::run`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use repro_run_core::hermetic::BuildPlan;
 use repro_run_core::manifest::{Network, SourceDateEpoch};
-use repro_run_core::record::{BuildRecord, ImageFacts, Timings, RECORD_FORMAT};
+use repro_run_core::record::{BuildRecord, EngineFacts, HostFacts, ImageFacts, Timings, RECORD_FORMAT};
 
 use repro_run_core::lock::{Lock, LockInputs};
 
-use crate::cli::{BuildArgs, GlobalArgs};
+use crate::cli::{BuildArgs, GlobalArgs, SourceArgs};
+use crate::engine::Engine;
 use crate::exit::{Drift, Exit};
 use crate::pipeline::{self, ResolvedBuild};
 use crate::printer::Printer;
@@ -21,18 +22,52 @@ use crate::project::{abs, git_commit_time, load_project, parent_dir, write_atomi
 use crate::sources::{self, SourceOptions};
 use crate::{locking, outputs};
 
-/// Runs `repro-run build`: resolves the build (manifest, profile, base
-/// and toolchain images, sources, settings), runs it through the
-/// [`pipeline`], and writes the record.
-pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Result<Exit> {
+/// A build resolved and ready to run through the [`pipeline`]: what
+/// `build` runs once (and `verify`, next, several times).
+pub struct Prepared {
+    /// The engine.
+    pub engine: Engine,
+    /// repro.lock as it holds.
+    pub lock: Lock,
+    /// The build, with the outputs and log where `build` puts them.
+    pub build: ResolvedBuild,
+    /// When the command started.
+    pub started: Instant,
+    /// How long resolving took.
+    pub prepare_ms: u64,
+    /// The engine's and host's facts, asked for meanwhile.
+    asked: tokio::task::JoinHandle<Result<(EngineFacts, HostFacts)>>,
+}
+
+impl Prepared {
+    /// The facts of the engine and host, for a record.
+    pub async fn facts(self) -> Result<(EngineFacts, HostFacts)> {
+        self.asked.await.context("the engine version task panicked")?
+    }
+}
+
+/// Where `build` writes, and how it follows the lock.
+pub struct Where<'a> {
+    /// The artifacts' directory.
+    pub out: &'a Path,
+    /// The record.
+    pub record: &'a Path,
+    /// Build only from repro.lock as it is (`--locked`).
+    pub locked: bool,
+    /// How the sources go in.
+    pub sources: &'a SourceArgs,
+    /// More paths in the project that are not sources.
+    pub also_exclude: &'a [PathBuf],
+}
+
+/// Resolves a build: manifest, profile, repro.lock (locking first where
+/// `!locked`), base and toolchain images, sources, settings.
+pub async fn prepare(global: &GlobalArgs, at: Where<'_>, printer: &Printer) -> Result<Prepared> {
     let started = Instant::now();
     let project = load_project(&global.manifest)?;
     let lock_path = locking::path_beside(&global.manifest);
     let existing = locking::read(&lock_path)?;
-    let out = args.out.unwrap_or_else(|| project.dir.join("repro-out"));
-    let record_path = args.record.unwrap_or_else(|| project.dir.join("repro-out.json"));
-    let log_path = record_path.with_extension("log");
-
+    let log_path = at.record.with_extension("log");
     // A ping where the engine's facts are cached; the facts that go into
     // the record are asked for meanwhile (see Engine::ask_facts), and the
     // containers of a repro-run that was killed are removed meanwhile too.
@@ -59,7 +94,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     };
     let mut plan = BuildPlan::new(&project.manifest, project.profile.as_ref(), None, sde);
     let wanted = LockInputs::new(&project.manifest, &plan);
-    match (&existing, args.locked) {
+    match (&existing, at.locked) {
         (None, true) => {
             return Err(Drift(format!(
                 "there is no {}, and --locked builds only from a lock\n  hint: run `repro-run lock` and commit \
@@ -84,17 +119,16 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
     if plan.network == Network::Bridge {
         printer.status("warning: [build] network = \"bridge\": this build can reach the network");
     }
-    let options = locking::Options { frozen: args.locked, ..Default::default() };
+    let options = locking::Options { frozen: at.locked, ..Default::default() };
     let locked = locking::ensure(&engine, &wanted, existing.as_ref().map(|(l, _)| l), options, printer).await?;
-    if !args.locked && locking::write(&lock_path, &locked.lock, existing.as_ref().map(|(_, t)| t.as_str()))? {
+    if !at.locked && locking::write(&lock_path, &locked.lock, existing.as_ref().map(|(_, t)| t.as_str()))? {
         printer.status(format!("wrote {} (env_id {})", lock_path.display(), locked.lock.env_id()));
     }
     plan.image_rootfs = Some(locked.lock.base.rootfs);
-    let toolchain = locked.toolchain_image.clone();
     let prepare_ms = ms(started);
     report_orphans(orphans.await.context("the orphan task panicked")?, printer);
 
-    let stage_base = match args.stage_dir {
+    let stage_base = match at.sources.stage_dir.clone() {
         Some(dir) => abs(&dir)?,
         None => abs(&sources::default_stage_base()?)?,
     };
@@ -102,28 +136,50 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Res
         sources: SourceOptions {
             root: source_dir,
             // A stage directory inside the project is not a source either.
-            exclude_paths: vec![abs(&out)?, abs(&record_path)?, abs(&log_path)?, abs(&lock_path)?, stage_base.clone()],
+            exclude_paths: [at.out, at.record, &log_path, &lock_path]
+                .into_iter()
+                .chain(at.also_exclude.iter().map(PathBuf::as_path))
+                .map(abs)
+                .chain([Ok(stage_base.clone())])
+                .collect::<Result<_>>()?,
             exclude_patterns: project.manifest.source.exclude.clone(),
             source_date_epoch: sde,
             owner: project.manifest.build.user,
         },
-        transfer: sources::Settings { transfer: args.sources, stage_base, cache_budget: args.source_cache.0 },
-        image: toolchain.clone(),
+        transfer: sources::Settings {
+            transfer: at.sources.sources,
+            stage_base,
+            cache_budget: at.sources.source_cache.0,
+        },
+        image: locked.toolchain_image.clone(),
         project: project.dir.clone(),
-        out_parent: parent_dir(&out).to_owned(),
+        out_parent: parent_dir(at.out).to_owned(),
         log_path: log_path.clone(),
         plan,
     };
-    let outcome = pipeline::run(&engine, &build, printer).await?;
+    Ok(Prepared { engine, lock: locked.lock, build, started, prepare_ms, asked })
+}
+
+/// Runs `repro-run build`: [`prepare`], then the [`pipeline`], then the
+/// record and the outputs in place.
+pub async fn run(global: &GlobalArgs, args: BuildArgs, printer: &Printer) -> Result<Exit> {
+    let dir = load_project(&global.manifest)?.dir;
+    let out = args.out.unwrap_or_else(|| dir.join("repro-out"));
+    let record_path = args.record.unwrap_or_else(|| dir.join("repro-out.json"));
+    let at = Where { out: &out, record: &record_path, locked: args.locked, sources: &args.sources, also_exclude: &[] };
+    let prepared = prepare(global, at, printer).await?;
+    let (engine, build) = (&prepared.engine, &prepared.build);
+    let outcome = pipeline::run(engine, build, printer).await?;
     for w in &outcome.warnings {
         printer.status(format!("warning: {w}"));
     }
     // Podman may still be answering `/version`: that wait shows in no
     // phase. It comes before the outputs move, so that a failure here
     // leaves the old ones.
-    let (engine_facts, host) = asked.await.context("the engine version task panicked")??;
-    let timings = Timings { prepare_ms, total_ms: ms(started), ..Default::default() };
-    let record = record_of(&locked.lock, &build.plan, &outcome, toolchain, (engine_facts, host), timings);
+    let timings = Timings { prepare_ms: prepared.prepare_ms, total_ms: ms(prepared.started), ..Default::default() };
+    let (lock, plan, image) = (prepared.lock.clone(), build.plan.clone(), build.image.clone());
+    let facts = prepared.facts().await?;
+    let record = record_of(&lock, &plan, &outcome, image, facts, timings);
     outputs::replace_dir(outcome.outputs, &out)
         .with_context(|| format!("cannot move the artifacts into {}", out.display()))?;
     write_atomic(&record_path, record.to_json().as_bytes())?;
@@ -146,7 +202,7 @@ fn report_orphans(removed: Result<Vec<String>>, printer: &Printer) {
 
 /// The record of a successful build; `timings` brings `prepare_ms` and
 /// `total_ms`, the outcome the phases.
-fn record_of(
+pub fn record_of(
     lock: &Lock,
     plan: &BuildPlan,
     outcome: &pipeline::BuildOutcome,
@@ -164,7 +220,13 @@ fn record_of(
         artifacts: outcome.artifacts.clone(),
         artifacts_digest: outcome.artifacts_digest,
         log_digest: outcome.log_digest,
-        image: ImageFacts { name: plan.image.clone(), rootfs: Some(lock.base.rootfs), toolchain_image_id: toolchain },
+        image: ImageFacts {
+            name: plan.image.clone(),
+            rootfs: Some(lock.base.rootfs),
+            toolchain_image_id: toolchain,
+            toolchain_rootfs: Some(lock.toolchain.rootfs),
+            packages: lock.installed(),
+        },
         engine,
         host,
         timings: Timings {

@@ -184,7 +184,6 @@ pub async fn prepare(
         "preparing toolchain {tag} from the package store: {} package(s), network off",
         installs.len()
     ));
-    store.verify(&installs)?;
     let debs = store.debs_tar(&installs, DEBS_DIR)?;
     let run = Scripted::run(engine, &base.id, prepare_script(), Network::None, Some(debs), printer).await?;
     let result = async {
@@ -199,7 +198,14 @@ pub async fn prepare(
             );
         }
         // The image carries no variable but PATH: a build sets its own.
-        engine.commit(run.guard.id(), &tag, vec![format!("PATH={}", hermetic::PATH)]).await
+        // The container's files are the image's, so they are digested while
+        // the engine commits them: the lock needs the digest next, and on
+        // Docker the export takes as long as the commit.
+        let commit = engine.commit(run.guard.id(), &tag, vec![format!("PATH={}", hermetic::PATH)]);
+        let (digest, id) = tokio::join!(crate::images::digest_container(engine, run.guard.id(), printer), commit);
+        let id = id?;
+        crate::images::remember_digest(&id, digest?);
+        Ok(id)
     }
     .await;
     run.guard.remove().await;
@@ -250,7 +256,7 @@ fn prepare_script() -> String {
         "set -e\n\
          export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH=0\n\
          cd /{DEBS_DIR}\n\
-         apt-get install -y -q --no-install-recommends -o Dpkg::Use-Pty=0 ./*.deb >&2\n\
+         apt-get install -y -q --no-install-recommends -o Dpkg::Use-Pty=0 \\\n  -o Dpkg::Options::=--force-unsafe-io ./*.deb >&2\n\
          cd /\n\
          rm -rf /var/cache/repro-run\n\
          rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \\\n  \

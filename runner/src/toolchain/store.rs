@@ -41,7 +41,7 @@ impl Store {
     }
 
     /// The locked packages (from = locked) whose file is absent. A file
-    /// that is there but damaged is not missing: [`Store::verify`] names
+    /// that is there but damaged is not missing: [`Store::debs_tar`] names
     /// it, rather than a download quietly replacing it.
     pub fn missing(&self, packages: &[LockedPackage]) -> Vec<Missing> {
         packages
@@ -73,31 +73,31 @@ impl Store {
         Ok(target)
     }
 
-    /// Checks that the file of each locked package hashes to its name and
-    /// has its size.
-    pub fn verify(&self, packages: &[LockedPackage]) -> Result<()> {
-        for p in packages {
-            let (Some(sha), Some(size)) = (p.sha256.as_deref(), p.size) else { continue };
-            let path = self.path(sha);
-            let file = fs_err::File::open(&path).with_context(|| missing_hint(p))?;
-            let (got_sha, got_size) =
-                copy_hashing(file, &mut std::io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
-            if got_sha != sha || got_size != size {
-                bail!(
-                    "the package store's file {} ({} {} {}) has sha256 {got_sha} and {got_size} bytes, not the \
-                     {sha} and {size} bytes that repro.lock pins: the file is damaged\n  hint: delete it; the next \
-                     `repro-run lock` fetches it again (or import a store that holds it)",
-                    path.display(),
-                    p.name,
-                    p.version,
-                    p.arch
-                );
-            }
+    /// The bytes of a locked package's file, checked against its sha256
+    /// and size (`None` for a package of the base, which has no file).
+    fn read_checked(&self, p: &LockedPackage) -> Result<Option<Vec<u8>>> {
+        let (Some(sha), Some(size)) = (p.sha256.as_deref(), p.size) else { return Ok(None) };
+        let path = self.path(sha);
+        let file = fs_err::File::open(&path).with_context(|| missing_hint(p))?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        let (got_sha, got_size) =
+            copy_hashing(file, &mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
+        if got_sha != sha || got_size != size {
+            bail!(
+                "the package store's file {} ({} {} {}) has sha256 {got_sha} and {got_size} bytes, not the \
+                 {sha} and {size} bytes that repro.lock pins: the file is damaged\n  hint: delete it; the next \
+                 `repro-run lock` fetches it again (or import a store that holds it)",
+                path.display(),
+                p.name,
+                p.version,
+                p.arch
+            );
         }
-        Ok(())
+        Ok(Some(bytes))
     }
 
-    /// A tar of the locked packages' files, named as apt names them
+    /// A tar of the locked packages' files, each checked against its sha256
+    /// and size, named as apt names them
     /// (`name_version_arch.deb`) under `dir` (a relative path), for an
     /// upload into the preparation container.
     pub fn debs_tar(&self, packages: &[LockedPackage], dir: &str) -> Result<Vec<u8>> {
@@ -111,15 +111,13 @@ impl Store {
             tar.append_data(&mut header.clone(), format!("{}/", parts[..i].join("/")), std::io::empty())?;
         }
         for p in packages {
-            let Some(sha) = p.sha256.as_deref() else { continue };
-            let path = self.path(sha);
-            let mut file = fs_err::File::open(&path).with_context(|| missing_hint(p))?;
+            // Each file is read once: checked, then put in the tar.
+            let Some(bytes) = self.read_checked(p)? else { continue };
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mode(0o644);
-            h.set_size(file.metadata()?.len());
-            tar.append_data(&mut h, format!("{dir}/{}", deb_file_name(&p.installed())), &mut file)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            h.set_size(bytes.len() as u64);
+            tar.append_data(&mut h, format!("{dir}/{}", deb_file_name(&p.installed())), bytes.as_slice())?;
         }
         Ok(tar.into_inner()?)
     }
@@ -235,7 +233,7 @@ mod tests {
         assert_eq!(fs_err::read_dir(&store.dir).unwrap().count(), 0);
         store.insert(&b"a deb"[..], &sha, 5, "hello").unwrap();
         assert!(store.missing(std::slice::from_ref(&p)).is_empty());
-        store.verify(std::slice::from_ref(&p)).unwrap();
+        store.debs_tar(std::slice::from_ref(&p), "debs").unwrap();
     }
 
     #[test]
@@ -244,7 +242,7 @@ mod tests {
         let store = Store { dir: dir.path().to_owned() };
         let p = package(b"a deb");
         fs_err::write(store.path(p.sha256.as_deref().unwrap()), b"a dex").unwrap();
-        let err = format!("{:#}", store.verify(std::slice::from_ref(&p)).unwrap_err());
+        let err = format!("{:#}", store.debs_tar(std::slice::from_ref(&p), "debs").unwrap_err());
         assert!(err.contains(&store.path(p.sha256.as_deref().unwrap()).display().to_string()), "{err}");
         assert!(err.contains("hello 2.10-3 amd64"), "{err}");
     }
@@ -270,6 +268,6 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         assert_eq!(seen, [("base/rootfs.tar".to_owned(), "rootfs".to_owned())]);
-        b.verify(&[p]).unwrap();
+        b.debs_tar(&[p], "debs").unwrap();
     }
 }
