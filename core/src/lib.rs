@@ -16,10 +16,17 @@
 //!   text, the `env_id`, drift against the manifest, and the comparison of
 //!   the locked packages with an image's.
 //! - [`record`]: the build record (what a build produced), as JSON.
+//! - [`diff`]: two records, or two locks, compared into findings filed by
+//!   what they blame (base, toolchain, packages, settings, engine, ...).
 //! - [`engine`]: engine kinds, as a closed set.
 //! - [`erofs`]: entries handed over one by one → an EROFS image (how kept
 //!   source trees are stored).
 //! - [`size`]: byte sizes as people write them (`512m`, `2g`).
+//! - [`compare`]: two output trees → the paths that differ, each explained
+//!   from its bytes (text, binary, gzip, xz, tar, zip, ar/deb, ELF), with a
+//!   first guess at the cause.
+//! - [`verify`]: verify's report (four outcomes, each rebuild, each
+//!   difference) as text, JSON, JUnit and markdown.
 //! - [`packages`]: installed-package listings of dpkg, apk and rpm, and
 //!   what apt says it would download or could not find.
 //!
@@ -27,6 +34,8 @@
 //! (`runner/`): keeping this crate pure lets it be tested with fixed vectors
 //! and reused by a non-local engine later.
 
+pub mod compare;
+pub mod diff;
 pub mod digest;
 pub mod engine;
 pub mod erofs;
@@ -37,6 +46,7 @@ pub mod packages;
 pub mod profile;
 pub mod record;
 pub mod size;
+pub mod verify;
 
 mod span;
 

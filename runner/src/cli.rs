@@ -16,6 +16,8 @@ Exit codes:
   3    the container engine is unreachable or failed
   4    the build command failed (non-zero exit), or a declared output is missing or
        cannot be collected
+  5    verify: the rebuild's environment is not the record's (env_id, base or
+       toolchain rootfs, sources)
   130  interrupted by Ctrl-C or SIGTERM (containers are removed first)";
 
 /// Hermetic, reproducible builds in Docker or Podman.
@@ -90,11 +92,43 @@ pub enum Command {
     /// the package store (XDG_CACHE_HOME/repro-run/packages, else
     /// ~/.cache/repro-run/packages), checked against its sha256; the
     /// toolchain image is then installed from the store with the network
-    /// off, now and on every later machine. A lock whose inputs still match
-    /// repro.toml keeps its versions: relocking then needs no network and
-    /// rewrites nothing.
+    /// off, now and on every later machine. A lock whose base and toolchain
+    /// still match repro.toml keeps its versions (a change under [build]
+    /// only rewrites the build settings): relocking then needs no network,
+    /// and with nothing changed it rewrites nothing.
     #[command(after_help = EXIT_CODES)]
     Lock(LockArgs),
+
+    /// Rebuild from repro.lock and say whether the artifacts are the same.
+    ///
+    /// With --record, rebuilds once and compares with that record (and with
+    /// its outputs, where they are still beside it); without, builds twice
+    /// and compares the two. Every rebuild runs with the network off from
+    /// the toolchain repro.lock pins, as `build --locked` does: a repro.toml
+    /// that drifted from repro.lock is an error, not a relock (a project
+    /// with no repro.lock yet is locked first).
+    ///
+    /// The report (stdout) says one of four outcomes, each with its own
+    /// exit code: reproducible (0); the artifacts differ (1), each differing
+    /// file named and explained from its bytes (a text diff; byte ranges
+    /// with hex; gzip, xz, tar, zip, ar/.deb member by member; ELF
+    /// sections) with a first guess at the cause; a build failed (4); the
+    /// environment drifted from the record's (5), field by field. A verify
+    /// that does not reproduce keeps every rebuild's out/, record.json and
+    /// build.log in --keep and says where.
+    #[command(after_help = EXIT_CODES)]
+    Verify(VerifyArgs),
+
+    /// Compare two build records, or two locks, and say what differs.
+    ///
+    /// Each difference is filed under what it blames: the base image, the
+    /// toolchain (its rootfs and each package added, removed or changed,
+    /// with versions), the build settings, the sources, the engine and
+    /// host, and the artifacts. Which kind each file is comes from its
+    /// content, not its name. Exit 0 when nothing differs, 1 when
+    /// something does, 2 when a file is neither a record nor a lock, or
+    /// the two are not of one kind.
+    Diff(crate::commands::diff::DiffArgs),
 
     /// Write a starting repro.toml for the project found here.
     ///
@@ -142,6 +176,59 @@ pub struct BuildArgs {
     /// How the sources reach /src.
     #[command(flatten)]
     pub sources: SourceArgs,
+}
+
+/// `repro-run verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The build record to verify (repro-out.json, as `build` writes it).
+    /// Without it, verify builds twice and compares the builds.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// How many rebuilds: each is compared with the reference (the
+    /// record, else the first rebuild), and they run side by side as far
+    /// as the machine's cores allow. Default: 1 with --record, else 2.
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+
+    /// Keep each rebuild's out/, record.json and build.log in DIR, also
+    /// when it reproduces. Default: a verify that does not reproduce keeps
+    /// them in repro-verify/ beside the manifest; one that does keeps
+    /// nothing.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+
+    /// The report's format on stdout: `text`; `json` (schema
+    /// repro-run-verify-v1, docs/verify.md); `junit` (one test case per
+    /// artifact, the explanation in the failure); `markdown`. Whatever
+    /// the format, a markdown report is also appended to
+    /// $GITHUB_STEP_SUMMARY when that is set.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = VerifyFormat::Text)]
+    pub format: VerifyFormat,
+
+    /// Also hand each differing pair of files to diffoscope (where it is
+    /// installed) and keep its text output beside the rebuilds; the report
+    /// names each file.
+    #[arg(long)]
+    pub diffoscope: bool,
+
+    /// How the sources reach /src.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// The formats of verify's report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyFormat {
+    /// For people: the outcome, then each rebuild and each differing file.
+    Text,
+    /// For programs: repro-run-verify-v1 (docs/verify.md).
+    Json,
+    /// JUnit XML: one test case per artifact.
+    Junit,
+    /// GitHub-flavoured markdown, as for a step summary.
+    Markdown,
 }
 
 /// `repro-run lock`.
@@ -309,5 +396,9 @@ mod tests {
         insta::assert_snapshot!(build);
         let lock = cmd.find_subcommand_mut("lock").unwrap().render_long_help().to_string();
         insta::assert_snapshot!(lock);
+        let verify = cmd.find_subcommand_mut("verify").unwrap().render_long_help().to_string();
+        insta::assert_snapshot!(verify);
+        let diff = cmd.find_subcommand_mut("diff").unwrap().render_long_help().to_string();
+        insta::assert_snapshot!(diff);
     }
 }

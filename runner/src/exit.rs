@@ -7,6 +7,7 @@
 //! | 2    | usage, manifest or lock error |
 //! | 3    | engine unreachable or engine error |
 //! | 4    | the build failed (non-zero exit, timeout), or a declared output is missing or cannot be collected |
+//! | 5    | `verify`: the environment drifted from the record's (env_id, base or toolchain rootfs, sources) |
 //! | 130  | interrupted (Ctrl-C or SIGTERM); containers were removed |
 //!
 //! Errors are classified by marker types found anywhere in their chain, so
@@ -28,6 +29,8 @@ pub enum Exit {
     Engine,
     /// 4: the build command failed.
     BuildFailed,
+    /// 5: `verify` rebuilt in another environment than the record's.
+    Drifted,
     /// 130: interrupted by a signal.
     Interrupted,
 }
@@ -40,6 +43,7 @@ impl From<Exit> for ExitCode {
             Exit::Usage => 2,
             Exit::Engine => 3,
             Exit::BuildFailed => 4,
+            Exit::Drifted => 5,
             Exit::Interrupted => 130,
         })
     }

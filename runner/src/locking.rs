@@ -3,8 +3,9 @@
 //!
 //! One function, [`ensure`], takes a manifest's plan and the lock beside
 //! it (if any) to the lock that holds now and the toolchain image it
-//! names. A lock whose inputs still match keeps its package versions: the
-//! store then has their files, and no container gets the network.
+//! names. A lock whose base and toolchain inputs still match keeps its
+//! package versions, whatever changed in `[build]`: the store then has
+//! their files, and no container gets the network.
 
 use std::path::{Path, PathBuf};
 
@@ -103,7 +104,10 @@ pub async fn ensure(
             printer.status(format!("{message}: relocking"));
             None
         }
-        Some(lock) if !options.update && lock.drift(wanted).is_empty() => Some(lock),
+        // A change to the build settings alone (the command, the
+        // environment, the limits) keeps the toolchain's versions: only
+        // what the toolchain is made of sends apt to the mirror again.
+        Some(lock) if !options.update && lock.drift(wanted).iter().all(|d| d.field.starts_with("build.")) => Some(lock),
         _ => None,
     };
     let toolchain_lock = match reuse {

@@ -1,5 +1,7 @@
-//! The examples under `examples/` build reproducibly on a real engine: two
-//! builds give the same artifact digests, and the binary runs on the host.
+//! The examples under `examples/` build reproducibly on a real engine:
+//! `repro-run verify` builds each twice and finds no difference, and the
+//! binary runs on the host. They are the C, Rust and Go cases of the
+//! reproducible corpus (tests/corpus/README.md).
 //!
 //! Each test is `#[ignore = "needs an engine and Debian's mirror"]`: the
 //! first build makes the `debian-bookworm` base image and the example's
@@ -15,37 +17,34 @@ use std::path::{Path, PathBuf};
 
 use util::engines;
 
-/// Builds `examples/<name>` twice on the first engine, each into its own
-/// temporary output directory and record, and checks that both builds print
-/// the same digests and list `artifact`. Returns the path of `artifact` from
-/// the first build (inside `work`).
+/// Verifies `examples/<name>` on the first engine: `repro-run verify`
+/// builds it twice and compares the two, file by file. It must say
+/// reproducible (exit 0: no false alarm) and list `artifact` among the
+/// same files. Returns the path of `artifact` from the first build, kept
+/// (with --keep) in `work`.
 fn build_example_twice(name: &str, artifact: &str, work: &Path) -> PathBuf {
     let engine = engines().into_iter().next().expect("REPRO_RUN_TEST_ENGINES is empty");
     let _debian = util::debian_image(&engine);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name).join("repro.toml");
-    let build = |n: &str| {
-        let dest = work.join(n);
-        let record = work.join(format!("{n}.json"));
-        let args = [
-            "build",
-            "--engine",
-            &engine,
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--out",
-            dest.to_str().unwrap(),
-            "--record",
-            record.to_str().unwrap(),
-        ];
-        util::repro_run(work, &args, &[])
-    };
-    let first = build("one");
-    first.assert_exit(0);
-    let second = build("two");
-    second.assert_exit(0);
-    assert!(first.stdout.contains(&format!("  {artifact}\n")), "{}", first.stdout);
-    assert_eq!(first.stdout, second.stdout, "{name}: the two builds differ");
-    work.join("one").join(artifact)
+    let kept = work.join("kept");
+    let args = [
+        "verify",
+        "--engine",
+        &engine,
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--keep",
+        kept.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let verify = util::repro_run(work, &args, &[]);
+    verify.assert_exit(0);
+    let report: serde_json::Value = serde_json::from_str(&verify.stdout).unwrap();
+    assert_eq!(report["outcome"], "reproducible", "{}", verify.stdout);
+    assert_eq!(report["runs"][1]["comparison"]["differences"], serde_json::json!([]), "{}", verify.stdout);
+    assert!(report["artifacts"].as_array().unwrap().iter().any(|a| a == artifact), "{}", verify.stdout);
+    kept.join("run-1").join("out").join(artifact)
 }
 
 /// Runs a built binary on the host and returns what it printed.

@@ -1,9 +1,11 @@
 //! One module per subcommand; each exports one `run`.
 
 mod build;
+pub(crate) mod diff;
 mod image;
 mod init;
 mod lock;
+mod verify;
 
 use anyhow::{Context as _, Result};
 
@@ -19,6 +21,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<Exit> {
         Command::Build(args) => build::run(&cli.global, args, printer).await,
         Command::Image(cmd) => image::run(&cli.global, cmd, printer).await,
         Command::Lock(args) => lock::run(&cli.global, args, printer).await,
+        Command::Verify(args) => verify::run(&cli.global, args, printer).await,
+        Command::Diff(args) => diff::run(&cli.global, args, printer).await,
         Command::Init { force } => init::run(&cli.global, force, printer).await,
     }
 }

@@ -1,0 +1,3 @@
+module example.invalid/archives
+
+go 1.19
