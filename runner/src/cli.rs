@@ -93,7 +93,7 @@ pub enum Command {
     /// ~/.cache/repro-run/packages), checked against its sha256; the
     /// toolchain image is then installed from the store with the network
     /// off, now and on every later machine. A lock whose base and toolchain
-    /// still match repro.toml keeps its versions (a change under [build]
+    /// still match repro.toml keeps its versions (a change to the build section
     /// only rewrites the build settings): relocking then needs no network,
     /// and with nothing changed it rewrites nothing.
     #[command(after_help = EXIT_CODES)]

@@ -185,6 +185,9 @@ fn a_record_is_verified_against_its_outputs_else_its_hashes() {
     ensure_busybox(&engine);
     let corpus = Corpus::new();
     corpus.run("build", "build-date", &engine, &[]).assert_exit(0);
+    // A record is older than its verify; a busybox build takes less than a
+    // second, so without this the two could stamp the same second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let run = corpus.verify("build-date", &engine, &["--record", "build-date/repro-out.json"]);
     run.assert_exit(1);
     assert!(run.stdout.contains("reference  build-date/repro-out.json (its outputs in "), "{}", run.stdout);

@@ -87,26 +87,14 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> Re
         tokio::time::sleep_until(started + std::time::Duration::from_secs(1)).await;
     }
     // A reference that did not build leaves nothing to compare with.
-    let rest = if results.iter().any(|(_, r)| r.is_err()) { 0..=0 } else { first..=runs };
+    let rest: Vec<usize> = if results.iter().any(|(_, r)| r.is_err()) { Vec::new() } else { (first..=runs).collect() };
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, runs);
-    results.extend(
-        futures_util::stream::iter(rest.filter(|&i| i > 0))
-            .map(rebuild)
-            .buffer_unordered(parallel)
-            .collect::<Vec<_>>()
-            .await,
-    );
+    results.extend(futures_util::stream::iter(rest).map(rebuild).buffer_unordered(parallel).collect::<Vec<_>>().await);
     results.sort_by_key(|(i, _)| *i);
 
     let mut report = assemble(global, fresh.path(), record.as_ref(), &lock, results)?;
     if args.diffoscope {
-        diffoscope(
-            &mut report,
-            record.as_ref().and_then(|(p, r)| record_outputs(p, r)).as_deref(),
-            fresh.path(),
-            printer,
-        )
-        .await;
+        diffoscope(&mut report, fresh.path(), printer).await;
     }
     keep_or_drop(&mut report, fresh, &keep, args.keep.is_some())?;
     print(&report, args.format, printer);
@@ -300,9 +288,15 @@ fn compare_dirs(a: &Path, b: &Path, clues: &Clues) -> Result<TreeComparison> {
 
 /// Hands each differing pair of files to diffoscope, its text output into
 /// `diffoscope/run-N/<path>.txt` among the rebuilds.
-async fn diffoscope(report: &mut Report, record_tree: Option<&Path>, runs_dir: &Path, printer: &Printer) {
-    let first = runs_dir.join("run-1").join("out");
-    let reference = record_tree.map(Path::to_owned).unwrap_or(first);
+async fn diffoscope(report: &mut Report, runs_dir: &Path, printer: &Printer) {
+    // The reference tree `assemble` found (and hashed): the record's
+    // outputs, else the first rebuild's. A record whose outputs are not at
+    // hand has no files to hand over.
+    let reference = match &report.reference {
+        Reference::Record { outputs: Some(outputs), .. } => PathBuf::from(outputs),
+        Reference::Record { outputs: None, .. } => return,
+        Reference::FirstRebuild => runs_dir.join("run-1").join("out"),
+    };
     for run in &mut report.runs {
         let Some(c) = &run.comparison else { continue };
         let paths: Vec<String> =
