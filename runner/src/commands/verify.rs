@@ -76,15 +76,17 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> Re
         async move { (i, rebuild_once(engine, b, &run_dir, lock, facts, prepare_ms, printer).await) }
     };
     // Without a record, the first rebuild is the reference and runs alone,
-    // and the others start at least a second after it did: a time the
-    // build embeds, to the second, then differs even in a build that
-    // takes less than a second.
+    // and the others start in a later second of the clock than the one it
+    // ended in: every time it wrote, to the second, is then earlier than
+    // any the others write, however much faster they get going (a warm
+    // source tree, say). It costs at most a second.
     let first = if record.is_none() { 2 } else { 1 };
     let mut results = Vec::new();
     if record.is_none() {
-        let started = tokio::time::Instant::now();
         results.push(rebuild(1).await);
-        tokio::time::sleep_until(started + std::time::Duration::from_secs(1)).await;
+        let into_second =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_nanos(u64::from(1_000_000_000 - into_second))).await;
     }
     // A reference that did not build leaves nothing to compare with.
     let rest: Vec<usize> = if results.iter().any(|(_, r)| r.is_err()) { Vec::new() } else { (first..=runs).collect() };
