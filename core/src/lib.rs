@@ -27,6 +27,9 @@
 //!   first guess at the cause.
 //! - [`verify`]: verify's report (four outcomes, each rebuild, each
 //!   difference) as text, JSON, JUnit and markdown.
+//! - [`vary`]: `verify --vary`: the variations, the `--vary` set, the
+//!   search for the variations responsible, and its report (text, JSON,
+//!   one self-contained HTML page).
 //! - [`packages`]: installed-package listings of dpkg, apk and rpm, and
 //!   what apt says it would download or could not find.
 //!
@@ -46,6 +49,7 @@ pub mod packages;
 pub mod profile;
 pub mod record;
 pub mod size;
+pub mod vary;
 pub mod verify;
 
 mod span;

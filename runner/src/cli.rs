@@ -116,6 +116,12 @@ pub enum Command {
     /// environment drifted from the record's (5), field by field. A verify
     /// that does not reproduce keeps every rebuild's out/, record.json and
     /// build.log in --keep and says where.
+    ///
+    /// With --vary, it varies what a build on another machine may differ
+    /// in (build path, hostname, user, umask, time zone, locale, CPUs,
+    /// environment, HOME, PATH, directory order, clock), each from the
+    /// fixed setting to one recorded value, and names the variations that
+    /// change the artifacts, with the files they change.
     #[command(after_help = EXIT_CODES)]
     Verify(VerifyArgs),
 
@@ -200,10 +206,11 @@ pub struct VerifyArgs {
     pub keep: Option<PathBuf>,
 
     /// The report's format on stdout: `text`; `json` (schema
-    /// repro-run-verify-v1, docs/verify.md); `junit` (one test case per
-    /// artifact, the explanation in the failure); `markdown`. Whatever
-    /// the format, a markdown report is also appended to
-    /// $GITHUB_STEP_SUMMARY when that is set.
+    /// repro-run-verify-v1, or repro-run-vary-v1 with --vary,
+    /// docs/verify.md); `junit` (one test case per artifact, the
+    /// explanation in the failure); `markdown`; `html` (with --vary). A
+    /// markdown report is also appended to $GITHUB_STEP_SUMMARY when that
+    /// is set (not with --vary).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = VerifyFormat::Text)]
     pub format: VerifyFormat,
 
@@ -212,6 +219,29 @@ pub struct VerifyArgs {
     /// names each file.
     #[arg(long)]
     pub diffoscope: bool,
+
+    /// Vary the build's settings and name what changes the artifacts:
+    /// `all`, or names separated by commas (build-path, hostname, user,
+    /// umask, timezone, locale, cpus, env, home, path, dir-order, clock);
+    /// `-NAME` leaves one out (`--vary -clock` is all but the clock).
+    /// Repeated, the lists add up: nothing resets the set.
+    ///
+    /// A control build (the fixed settings) runs twice: what differs
+    /// between the two is not reproducible at all and blamed on nothing.
+    /// Then one build has every variation; if it differs, halving finds
+    /// the variations responsible (ddmin for ones that act only
+    /// together). A variation this image or machine cannot apply (no
+    /// other locale installed, one CPU, a static image for the clock) is
+    /// reported as ineffective, not tested. docs/verify.md, "Variations",
+    /// lists each value.
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true, conflicts_with_all = ["record", "runs", "diffoscope"])]
+    pub vary: Vec<String>,
+
+    /// With --vary: how many builds may run at once when they do not
+    /// depend on each other (the second control and the first
+    /// experiment). Default: the machine's cores.
+    #[arg(long, value_name = "N", requires = "vary")]
+    pub jobs: Option<usize>,
 
     /// How the sources reach /src.
     #[command(flatten)]
@@ -229,6 +259,8 @@ pub enum VerifyFormat {
     Junit,
     /// GitHub-flavoured markdown, as for a step summary.
     Markdown,
+    /// With --vary: one self-contained HTML page (no script, no network).
+    Html,
 }
 
 /// `repro-run lock`.

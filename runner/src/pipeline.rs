@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use repro_run_core::digest::{self, Digest, TreeKind};
-use repro_run_core::hermetic::{self, BuildPlan};
+use repro_run_core::hermetic::BuildPlan;
 use repro_run_core::record::{Artifact, ContentHashes};
 
 use crate::engine::{ContainerSpec, Engine, ExitState, Mount, MountSource, Resources, Security, Tmpfs, LABEL_PROJECT};
@@ -50,7 +50,29 @@ pub struct ResolvedBuild {
     pub out_parent: PathBuf,
     /// Where the build log goes; kept whatever happens.
     pub log_path: PathBuf,
+    /// What `verify --vary` changes beyond the plan (the plan itself
+    /// carries the varied hostname, user, umask, paths and environment).
+    pub varied: Varied,
 }
+
+/// Settings of a varied build that the plan has no field for; all `None`
+/// for every other build.
+#[derive(Clone, Debug, Default)]
+pub struct Varied {
+    /// The NIS domain name.
+    pub domainname: Option<&'static str>,
+    /// The CPUs the build may run on.
+    pub cpuset: Option<&'static str>,
+    /// libfaketime on this machine, mounted read-only at
+    /// [`FAKETIME_IN_CONTAINER`] (the plan's environment preloads it).
+    pub faketime: Option<PathBuf>,
+    /// A timeout shorter than the plan's (a build may hang under a fake
+    /// clock).
+    pub timeout_secs: Option<u64>,
+}
+
+/// Where a varied build finds libfaketime.
+pub const FAKETIME_IN_CONTAINER: &str = "/.repro-run/libfaketime.so.1";
 
 /// What a successful build produced.
 pub struct BuildOutcome {
@@ -93,7 +115,7 @@ pub struct PhaseTimes {
 /// whatever happened.
 pub async fn run(engine: &Engine, build: &ResolvedBuild, printer: &Printer) -> Result<BuildOutcome> {
     let helper = tokio::task::spawn_blocking(entry::installed).await.context("the entry helper task panicked")??;
-    let spec = container_spec(&build.plan, &build.image, &build.project, &helper);
+    let spec = container_spec(&build.plan, &build.image, &build.project, &helper, &build.varied);
     let mut placed = sources::place(engine, &build.transfer, &build.sources, &spec).await?;
     printer.status(format!("sources: {} entries, {} ({})", placed.entries, placed.digest, placed.how()));
     // Made only now, so that the walk of the sources cannot see them.
@@ -109,7 +131,8 @@ pub async fn run(engine: &Engine, build: &ResolvedBuild, printer: &Printer) -> R
             return Err(e);
         }
     };
-    let ran = run_in_container(engine, &mut placed, &build.plan, out_dir.path(), &mut log, printer).await;
+    let timeout = build.varied.timeout_secs.unwrap_or(build.plan.limits.timeout_secs);
+    let ran = run_in_container(engine, &mut placed, &build.plan, timeout, out_dir.path(), &mut log, printer).await;
     let (source_digest, entries_ms) = (placed.digest, placed.source_ms);
     let remove_started = Instant::now();
     placed.release(engine).await;
@@ -165,20 +188,29 @@ pub async fn run(engine: &Engine, build: &ResolvedBuild, printer: &Printer) -> R
 /// hold an `env` or a shell. The container drops every capability, runs
 /// with `no-new-privileges`, a pids limit and, with mounted sources, a
 /// read-only root filesystem (docs/manifest.md, "Least privilege").
-fn container_spec(plan: &BuildPlan, image: &str, project: &Path, helper: &Path) -> ContainerSpec {
+fn container_spec(plan: &BuildPlan, image: &str, project: &Path, helper: &Path, varied: &Varied) -> ContainerSpec {
     let umask = u32::from_str_radix(plan.umask, 8).ok();
+    let mut mounts = vec![Mount {
+        source: MountSource::HostPath(helper.to_owned()),
+        target: entry::PATH_IN_CONTAINER.to_owned(),
+        read_only: true,
+    }];
+    if let Some(lib) = &varied.faketime {
+        mounts.push(Mount {
+            source: MountSource::HostPath(lib.clone()),
+            target: FAKETIME_IN_CONTAINER.to_owned(),
+            read_only: true,
+        });
+    }
     ContainerSpec {
         image: image.to_owned(),
         argv: entry::argv(umask, &plan.env_list(), &plan.command),
         env: plan.env_list(),
         user: Some(plan.user.clone()),
-        hostname: Some(hermetic::HOSTNAME.to_owned()),
-        workdir: Some(hermetic::SOURCE_DIR.to_owned()),
-        mounts: vec![Mount {
-            source: MountSource::HostPath(helper.to_owned()),
-            target: entry::PATH_IN_CONTAINER.to_owned(),
-            read_only: true,
-        }],
+        hostname: Some(plan.hostname.to_owned()),
+        domainname: varied.domainname.map(str::to_owned),
+        workdir: Some(plan.workdir.to_owned()),
+        mounts,
         tmpfs: vec![Tmpfs { target: plan.tmpfs.to_owned(), options: "rw,nosuid,nodev,mode=1777".to_owned() }],
         network: plan.network,
         limits: Resources {
@@ -187,6 +219,7 @@ fn container_spec(plan: &BuildPlan, image: &str, project: &Path, helper: &Path) 
             pids: Some(plan.limits.pids),
             nofile: Some(plan.limits.nofile),
             nproc: Some(plan.limits.nproc),
+            cpuset: varied.cpuset.map(str::to_owned),
         },
         // The plan's sandbox (and so the `env_id`) says what this does;
         // `sources` makes the root writable again for an upload.
@@ -248,6 +281,7 @@ async fn run_in_container(
     engine: &Engine,
     placed: &mut Placed,
     plan: &BuildPlan,
+    timeout_secs: u64,
     out_dir: &Path,
     log: &mut BuildLog,
     printer: &Printer,
@@ -257,7 +291,7 @@ async fn run_in_container(
     let upload_ms = ms(t);
 
     let t = Instant::now();
-    let timeout = Duration::from_secs(plan.limits.timeout_secs);
+    let timeout = Duration::from_secs(timeout_secs);
     let state = engine.run(placed.guard.id(), Some(timeout), |chunk| log.push(chunk, printer)).await?;
     let run_ms = ms(t);
     let out_of_memory = |code: i64| {
@@ -276,7 +310,7 @@ async fn run_in_container(
             return Err(BuildFailed(format!(
                 "the build did not finish within its timeout of {} s and was stopped; the last lines of its log:\n{}\n  \
                  hint: raise `timeout` under [limits] in the manifest",
-                plan.limits.timeout_secs,
+                timeout_secs,
                 log.tail.text()
             ))
             .into());
@@ -296,7 +330,7 @@ async fn run_in_container(
     let t = Instant::now();
     for output in &plan.outputs {
         let spec = outputs::OutputSpec::new(output)?;
-        let at = sources::in_container(&spec.fetch);
+        let at = sources::in_container(plan.workdir, &spec.fetch);
         let Some(reader) = placed.output(engine, &spec.fetch).await? else {
             return Err(BuildFailed(format!(
                 "the build succeeded but did not create the declared output `{output}` ({at})\n  hint: fix [build] \
@@ -339,6 +373,7 @@ mod tests {
     use super::*;
     use crate::cli::SourceTransfer;
     use crate::engine::EngineSelector;
+    use repro_run_core::hermetic;
     use repro_run_core::manifest::Manifest;
 
     /// A resolved build of a busybox project in `dir` whose command writes
@@ -360,6 +395,7 @@ mod tests {
                 exclude_patterns: vec![],
                 source_date_epoch: 0,
                 owner: (1000, 1000),
+                dir: hermetic::SOURCE_DIR.to_owned(),
             },
             transfer: sources::Settings { transfer, stage_base: dir.join("stage"), cache_budget: 1 << 30 },
             image: image.to_owned(),
@@ -367,6 +403,7 @@ mod tests {
             out_parent: dir.to_owned(),
             log_path: dir.join("build.log"),
             plan,
+            varied: Varied::default(),
         }
     }
 

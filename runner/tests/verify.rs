@@ -17,7 +17,7 @@ mod util;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use util::{engines, ensure_busybox, repro_run, Run};
+use util::{copy_dir, engines, ensure_busybox, repro_run, Run};
 
 /// A copy of tests/corpus in a temporary directory, with its own stage
 /// directory, so that tests (and engines) do not share outputs or locks.
@@ -55,19 +55,6 @@ impl Corpus {
         let run = self.verify(project, engine, &["--format", "json"]);
         run.assert_exit(code);
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

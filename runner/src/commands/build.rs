@@ -16,7 +16,7 @@ use repro_run_core::lock::{Lock, LockInputs};
 use crate::cli::{BuildArgs, GlobalArgs, SourceArgs};
 use crate::engine::Engine;
 use crate::exit::{Drift, Exit};
-use crate::pipeline::{self, ResolvedBuild};
+use crate::pipeline::{self, ResolvedBuild, Varied};
 use crate::printer::Printer;
 use crate::project::{abs, git_commit_time, load_project, parent_dir, write_atomic};
 use crate::sources::{self, SourceOptions};
@@ -145,6 +145,7 @@ pub async fn prepare(global: &GlobalArgs, at: Where<'_>, printer: &Printer) -> R
             exclude_patterns: project.manifest.source.exclude.clone(),
             source_date_epoch: sde,
             owner: project.manifest.build.user,
+            dir: plan.workdir.to_owned(),
         },
         transfer: sources::Settings {
             transfer: at.sources.sources,
@@ -156,6 +157,7 @@ pub async fn prepare(global: &GlobalArgs, at: Where<'_>, printer: &Printer) -> R
         out_parent: parent_dir(at.out).to_owned(),
         log_path: log_path.clone(),
         plan,
+        varied: Varied::default(),
     };
     Ok(Prepared { engine, lock: locked.lock, build, started, prepare_ms, asked })
 }

@@ -5,6 +5,7 @@ pub(crate) mod diff;
 mod image;
 mod init;
 mod lock;
+mod vary;
 mod verify;
 
 use anyhow::{Context as _, Result};

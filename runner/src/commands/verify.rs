@@ -36,6 +36,22 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> Re
              hint: give --runs 2 or more, or --record FILE to compare with a record"
         );
     }
+    let vary = (!args.vary.is_empty()).then(|| repro_run_core::vary::parse_set(&args.vary)).transpose()?;
+    match (args.format, vary.is_some()) {
+        (VerifyFormat::Html, false) => {
+            bail!(
+                "--format html is the report of --vary
+  hint: add --vary all, or use --format text, json, junit or markdown"
+            )
+        }
+        (VerifyFormat::Junit | VerifyFormat::Markdown, true) => {
+            bail!(
+                "--vary reports as text, json or html
+  hint: use --format html for a page to share"
+            )
+        }
+        _ => {}
+    }
     if args.diffoscope && which("diffoscope").is_none() {
         bail!("--diffoscope: diffoscope is not on PATH\n  hint: install it (Debian: apt-get install diffoscope), or drop --diffoscope");
     }
@@ -65,6 +81,23 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> Re
     let (engine, template, lock) = (prepared.engine.clone(), prepared.build.clone(), prepared.lock.clone());
     let prepare_ms = prepared.prepare_ms;
     let facts = prepared.facts().await?;
+    if let Some(asked) = vary {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let ready = super::vary::Ready {
+            global,
+            engine,
+            template,
+            lock,
+            facts,
+            prepare_ms,
+            fresh,
+            keep,
+            keep_asked: args.keep.is_some(),
+            format: args.format,
+            jobs: args.jobs.unwrap_or(cores).max(1),
+        };
+        return super::vary::run(ready, asked, printer).await;
+    }
 
     printer.status(format!("verify: {runs} rebuild(s) from repro.lock (env_id {})", lock.env_id()));
     let rebuild = |i: usize| {
@@ -114,7 +147,7 @@ fn exit_of(outcome: Outcome) -> Exit {
 }
 
 /// One rebuild, its outputs, record and log in `run_dir`.
-async fn rebuild_once(
+pub(super) async fn rebuild_once(
     engine: &crate::engine::Engine,
     build: ResolvedBuild,
     run_dir: &Path,
@@ -343,6 +376,18 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
+/// Moves the builds in `fresh` to `keep`, in place of what an earlier
+/// verify kept there; where they were.
+pub(super) fn move_kept(fresh: tempfile::TempDir, keep: &Path) -> Result<PathBuf> {
+    if fs_err::symlink_metadata(keep).is_ok() {
+        fs_err::remove_dir_all(keep)
+            .with_context(|| format!("cannot replace the builds an earlier verify kept in {}", keep.display()))?;
+    }
+    let from = fresh.keep();
+    fs_err::rename(&from, keep)?;
+    Ok(from)
+}
+
 /// Keeps the rebuilds where the user asked (`--keep`), or, for a verify
 /// that did not reproduce, in the default place; a reproducible verify
 /// without --keep leaves nothing behind.
@@ -350,12 +395,7 @@ fn keep_or_drop(report: &mut Report, fresh: tempfile::TempDir, keep: &Path, aske
     if !asked && report.outcome == Outcome::Reproducible {
         return Ok(());
     }
-    if fs_err::symlink_metadata(keep).is_ok() {
-        fs_err::remove_dir_all(keep)
-            .with_context(|| format!("cannot replace the rebuilds an earlier verify kept in {}", keep.display()))?;
-    }
-    let from = fresh.keep();
-    fs_err::rename(&from, keep)?;
+    let from = move_kept(fresh, keep)?;
     let moved = |p: &str| match Path::new(p).strip_prefix(&from) {
         Ok(rel) => keep.join(rel).display().to_string(),
         Err(_) => p.to_owned(),
@@ -383,6 +423,8 @@ fn print(report: &Report, format: VerifyFormat, printer: &Printer) {
         VerifyFormat::Json => report.to_json(),
         VerifyFormat::Junit => verify::render_junit(report),
         VerifyFormat::Markdown => verify::render_markdown(report),
+        // Refused without --vary, before any build.
+        VerifyFormat::Html => verify::render_text(report, Style::new(colour)),
     };
     printer.data(text.trim_end());
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()) {

@@ -913,7 +913,7 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
         working_dir: spec.workdir.clone(),
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
-        domainname: spec.hostname.as_ref().map(|_| String::new()),
+        domainname: spec.domainname.clone().or_else(|| spec.hostname.as_ref().map(|_| String::new())),
         network_disabled: Some(spec.network == Network::None),
         labels: Some(labels),
         host_config: Some(HostConfig {
@@ -925,6 +925,7 @@ fn body_of(spec: &ContainerSpec) -> ContainerCreateBody {
             memory_swap: to_i64(spec.limits.memory_bytes),
             nano_cpus: to_i64(spec.limits.millicpus.map(|m| m * 1_000_000)),
             pids_limit: to_i64(spec.limits.pids),
+            cpuset_cpus: spec.limits.cpuset.clone(),
             ulimits: (!ulimits.is_empty()).then_some(ulimits),
             cap_drop: security.drop_all_capabilities.then(|| vec!["ALL".to_owned()]),
             security_opt: (!security_opt.is_empty()).then_some(security_opt),

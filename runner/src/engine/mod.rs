@@ -67,6 +67,8 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// The hostname; `None`: the engine's choice.
     pub hostname: Option<String>,
+    /// The NIS domain name; `None`: none (empty) when `hostname` is set.
+    pub domainname: Option<String>,
     /// The working directory; `None`: the image's.
     pub workdir: Option<String>,
     /// Files and directories mounted into the container.
@@ -137,6 +139,9 @@ pub struct Resources {
     pub nofile: Option<u64>,
     /// `RLIMIT_NPROC`, soft = hard.
     pub nproc: Option<u64>,
+    /// The CPUs the container may run on (`cpuset.cpus`, such as `0` or
+    /// `0-3`); `None`: all of them.
+    pub cpuset: Option<String>,
 }
 
 /// What a container may do.

@@ -40,7 +40,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use repro_run_core::digest::Digest;
-use repro_run_core::hermetic;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::cli::SourceTransfer;
@@ -97,7 +96,7 @@ impl Placed {
     /// unless a link the build made is in the way: the engine resolves
     /// those inside the container, as it does every uploaded output.
     pub async fn output(&mut self, engine: &Engine, fetch: &str) -> Result<Option<Box<dyn std::io::Read + Send>>> {
-        let path = in_container(fetch);
+        let path = in_container(&self.dir, fetch);
         let build = self.guard.id();
         let (local, from) = match &mut self.way {
             Way::Mounted(stage, _) => (staging::local_output(&stage.src(), fetch), build),
@@ -196,7 +195,7 @@ pub async fn place(
     // Over a kept tree, the container comes back created and confirmed.
     let confirmed = match created {
         Some(confirmed) => confirmed,
-        None => match create_mounted(engine, &stage, spec).await? {
+        None => match create_mounted(engine, &stage, &sources.dir, spec).await? {
             Ok(guard) => confirm_mounted(engine, guard, &stage, sources.source_date_epoch).await?,
             Err(why) => Err(why),
         },
@@ -207,7 +206,8 @@ pub async fn place(
                 staging::remember_verdict(id, stage_base, true);
             }
             let way = Way::Mounted(stage, kept);
-            return Ok(Placed { guard, digest: staged.digest, entries: staged.entries, source_ms, way });
+            let dir = sources.dir.clone();
+            return Ok(Placed { guard, digest: staged.digest, entries: staged.entries, source_ms, way, dir });
         }
         Err(why) => why,
     };
@@ -234,6 +234,8 @@ pub struct Placed {
     /// tree, creating the container meanwhile).
     pub source_ms: u64,
     way: Way,
+    /// Where the sources are in the container.
+    dir: String,
 }
 
 /// How the sources reach `/src`.
@@ -319,8 +321,8 @@ async fn stage_sources(
         };
         Ok((tree, staged, kept, cache))
     });
-    let created = match create_mounted(engine, &stage, spec).await {
-        Ok(Ok(guard)) => confirm_mount_point(engine, guard, &mut stage).await,
+    let created = match create_mounted(engine, &stage, &sources.dir, spec).await {
+        Ok(Ok(guard)) => confirm_mount_point(engine, guard, &mut stage, &sources.dir).await,
         other => other,
     };
     let found = found.await.context("the staging task panicked").and_then(|found| found);
@@ -350,9 +352,9 @@ async fn stage_sources(
 
 /// Creates the build container with the staged directory mounted:
 /// `Ok(Err(why))` when the engine refuses the mounts.
-async fn create_mounted(engine: &Engine, stage: &StageDir, spec: &ContainerSpec) -> Result<Created> {
+async fn create_mounted(engine: &Engine, stage: &StageDir, src_at: &str, spec: &ContainerSpec) -> Result<Created> {
     let mut spec = spec.clone();
-    spec.mounts.extend(stage.mounts());
+    spec.mounts.extend(stage.mounts(src_at));
     match engine.create(&spec).await {
         Ok(guard) => Ok(Ok(guard)),
         // A refused bind mount (Docker checks that the source exists where
@@ -365,8 +367,13 @@ async fn create_mounted(engine: &Engine, stage: &StageDir, spec: &ContainerSpec)
 /// Checks that the container sees what is mounted at the staged `src/`
 /// (see [`StageDir::place_mount_probe`]): `Ok(Err(why))` when it does not
 /// (the container is removed then).
-async fn confirm_mount_point(engine: &Engine, guard: ContainerGuard, stage: &mut StageDir) -> Result<Created> {
-    let probe = format!("{}/{}", hermetic::SOURCE_DIR, staging::PROBE);
+async fn confirm_mount_point(
+    engine: &Engine,
+    guard: ContainerGuard,
+    stage: &mut StageDir,
+    src_at: &str,
+) -> Result<Created> {
+    let probe = format!("{src_at}/{}", staging::PROBE);
     let asked = match stage.place_mount_probe() {
         Ok(()) => engine.path_exists(guard.id(), &probe).await,
         Err(e) => Err(e),
@@ -434,7 +441,8 @@ async fn upload_sources(engine: &Engine, sources: &SourceOptions, spec: &Contain
         _ => true,
     });
     let guard = engine.create(&spec).await?;
-    Ok(Placed { guard, digest: tar.digest, entries: tar.entries, source_ms, way: Way::Uploaded(tar, files) })
+    let (digest, entries, dir) = (tar.digest, tar.entries, sources.dir.clone());
+    Ok(Placed { guard, digest, entries, source_ms, way: Way::Uploaded(tar, files), dir })
 }
 
 /// The sources over a tree the engine keeps, when this process cannot
@@ -497,12 +505,12 @@ async fn engine_keeps_trees(engine: &Engine) -> Result<Result<(), String>> {
     Ok(verdict)
 }
 
-/// `/src/<fetch>`, or `/src` for an empty `fetch`: where an output is in
-/// the container.
-pub fn in_container(fetch: &str) -> String {
+/// `<dir>/<fetch>` (`dir` is where the sources are, `/src`), or `dir` for
+/// an empty `fetch`: where an output is in the container.
+pub fn in_container(dir: &str, fetch: &str) -> String {
     match fetch {
-        "" => hermetic::SOURCE_DIR.to_owned(),
-        f => format!("{}/{f}", hermetic::SOURCE_DIR),
+        "" => dir.to_owned(),
+        f => format!("{dir}/{f}"),
     }
 }
 

@@ -159,9 +159,10 @@ impl StageDir {
         self.path().join(hermetic::HOME.trim_start_matches('/'))
     }
 
-    /// The bind mounts that put the staged tree where the build expects it.
-    pub fn mounts(&self) -> Vec<Mount> {
-        [(self.src(), hermetic::SOURCE_DIR), (self.home(), hermetic::HOME)]
+    /// The bind mounts that put the staged tree where the build expects
+    /// it: the sources at `src_at`, `HOME` at its place.
+    pub fn mounts(&self, src_at: &str) -> Vec<Mount> {
+        [(self.src(), src_at), (self.home(), hermetic::HOME)]
             .into_iter()
             .map(|(source, target)| Mount {
                 source: MountSource::HostPath(source),

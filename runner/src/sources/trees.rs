@@ -481,6 +481,7 @@ mod tests {
             exclude_patterns: Vec::new(),
             source_date_epoch: 7,
             owner: (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw()),
+            dir: repro_run_core::hermetic::SOURCE_DIR.to_owned(),
         }
     }
 

@@ -130,14 +130,13 @@ pub async fn place(
         if image_has_src && engine.kind == repro_run_core::engine::EngineKind::Podman {
             return Ok(Err(format!(
                 "image `{}` has a {} of its own, whose owner Podman would give the engine-mounted sources",
-                spec.image,
-                hermetic::SOURCE_DIR
+                spec.image, sources.dir
             )));
         }
         let read = read.context("the source reading task panicked")??;
         let (tree, lock, added) = kept_tree(engine, &markers, sources, &read.digest, spec).await?;
         let mut spec = spec.clone();
-        spec.mounts.extend(mounts(engine, &tree, &up, &mut names).await?);
+        spec.mounts.extend(mounts(engine, &tree, &up, &sources.dir, &mut names).await?);
         let guard = engine.create(&spec).await?;
         anyhow::Ok(Ok((guard, read, lock, added, spec)))
     }
@@ -152,6 +151,7 @@ pub async fn place(
                 entries: read.entries,
                 source_ms: t.elapsed().as_millis() as u64,
                 way: super::Way::Volumes(Box::new(volumes)),
+                dir: sources.dir.clone(),
             }))
         }
         Ok(Err(why)) => {
@@ -179,6 +179,7 @@ async fn mounts(
     engine: &Engine,
     tree: &crate::engine::Volume,
     up: &crate::engine::Volume,
+    src_at: &str,
     names: &mut Vec<String>,
 ) -> Result<Vec<Mount>> {
     let overlay = format!("repro-run-src-{}", random_suffix());
@@ -194,7 +195,7 @@ async fn mounts(
     engine.create_volume(&home, &bind, &[], true).await?;
     names.insert(1, home.clone());
     Ok(vec![
-        Mount { source: MountSource::Volume(overlay), target: hermetic::SOURCE_DIR.to_owned(), read_only: false },
+        Mount { source: MountSource::Volume(overlay), target: src_at.to_owned(), read_only: false },
         Mount { source: MountSource::Volume(home), target: hermetic::HOME.to_owned(), read_only: false },
     ])
 }
@@ -218,7 +219,7 @@ async fn prepare_upper(
     }
     let bytes = tar.into_inner().context("cannot make a tar")?;
     let tar = futures_util::stream::once(async move { Ok(bytes.into()) });
-    let filled = fill(engine, spec, &name, UP_AT, tar, Some(hermetic::SOURCE_DIR)).await;
+    let filled = fill(engine, spec, &name, UP_AT, tar, Some(&sources.dir)).await;
     match filled {
         Ok(has_src) => Ok((volume, has_src)),
         Err(e) => {

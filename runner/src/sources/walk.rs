@@ -54,6 +54,10 @@ pub struct SourceOptions {
     pub source_date_epoch: u64,
     /// Owner of every entry under `src/` and of `HOME`.
     pub owner: (u32, u32),
+    /// Where the sources are in the container: `/src`, or elsewhere under
+    /// `verify --vary build-path`. Kept trees and stage directories keep
+    /// their own layout (`src/`); only the mounts and an upload follow it.
+    pub dir: String,
 }
 
 /// Builds the normalised tar of the sources in a temporary file, for an
@@ -383,7 +387,11 @@ fn write_tree<W: Write>(root: &Path, paths: &[(PathBuf, Kind)], opts: &SourceOpt
     let owner = opts.owner;
     append_dir(&mut tar, home_parent(), (0, 0), mtime)?;
     append_dir(&mut tar, Path::new(hermetic::HOME.trim_start_matches('/')), owner, mtime)?;
-    let src = Path::new(hermetic::SOURCE_DIR.trim_start_matches('/'));
+    let src = Path::new(opts.dir.trim_start_matches('/'));
+    // The parents of a deeper source directory are root's, as `/` is.
+    for parent in src.ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()).collect::<Vec<_>>().into_iter().rev() {
+        append_dir(&mut tar, parent, (0, 0), mtime)?;
+    }
     append_dir(&mut tar, src, owner, mtime)?;
 
     let mut entries = 0;
@@ -705,6 +713,7 @@ mod tests {
             exclude_patterns: patterns.to_vec(),
             source_date_epoch: 1234,
             owner: (1000, 1000),
+            dir: hermetic::SOURCE_DIR.to_owned(),
         };
         let tar = build(&opts).unwrap();
         insta::assert_snapshot!(listing(&tar).join("\n"), @r"
@@ -751,6 +760,7 @@ mod tests {
             exclude_patterns: Vec::new(),
             source_date_epoch: 1_700_000_000,
             owner: (me.uid(), me.gid()),
+            dir: hermetic::SOURCE_DIR.to_owned(),
         };
         (dir, opts, big, long)
     }

@@ -78,6 +78,20 @@ impl Run {
 }
 
 /// Runs repro-run with `args`, in `cwd`, with extra environment.
+/// Copies the directory `from` into `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 pub fn repro_run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(bin()).args(args).current_dir(cwd).envs(env.iter().copied()).output().unwrap();
     Run {
