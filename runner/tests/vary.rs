@@ -163,6 +163,19 @@ fn the_locale_and_the_clock_are_named_where_glibc_runs() {
         // On glibc every variation takes effect.
         assert_eq!(tested(&report), 12, "{case}: {:#}", report["variations"]);
     }
+    // The c profile's prefix map follows the build path: hello-c does not
+    // name where it was built, wherever that is.
+    let hello = tempfile::tempdir().unwrap();
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-c"), hello.path());
+    for left in ["repro-out", "repro-out.json", "repro-out.log", "repro-verify"] {
+        let _ = std::fs::remove_dir_all(hello.path().join(left));
+        let _ = std::fs::remove_file(hello.path().join(left));
+    }
+    let run =
+        repro_run(hello.path(), &["verify", "--engine", &engine, "--vary", "build-path", "--format", "json"], &[]);
+    run.assert_exit(0);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!((report["outcome"].as_str(), report["builds"].as_u64()), (Some("reproducible"), Some(3)), "{report:#}");
     // A build that fails under the fake clock: the clock is incompatible,
     // the build not called irreproducible (exit 0), the rest holds.
     let report = Case::new("vary-clock-check").vary_all(&engine, 0);

@@ -639,20 +639,23 @@ impl Engine {
         self.docker.export_container(container).map_err(std::io::Error::other)
     }
 
-    /// The container's root filesystem, mounted by the engine where this
-    /// process can read it: `Ok(None)` when it cannot be had so.
+    /// The container's root filesystem, mounted where this process can
+    /// read it: `Ok(None)` when it cannot be had so.
     ///
-    /// Only Podman mounts a container for a client (libpod's `POST
-    /// /containers/{id}/mount`; Docker has no such call), and only a
-    /// Podman on this machine, in this mount namespace, mounts where this
-    /// process sees it: the mount must be in `/proc/self/mountinfo`, or the
-    /// path would be an empty directory (a rootless Podman mounts in a
-    /// namespace of its own). Podman 4.3 writes an export to a temporary
-    /// file before it sends a byte; reading the mounted tree skips that.
+    /// Podman mounts a container for a client (libpod's `POST
+    /// /containers/{id}/mount`), and only a Podman on this machine, in this
+    /// mount namespace, mounts where this process sees it: the mount must be
+    /// in `/proc/self/mountinfo`, or the path would be an empty directory (a
+    /// rootless Podman mounts in a namespace of its own). Podman 4.3 writes
+    /// an export to a temporary file before it sends a byte; reading the
+    /// mounted tree skips that. Docker has no such call: as root, on this
+    /// machine, with the `overlay2` driver, the container's layers are
+    /// mounted here read-only instead ([`overlay_of_layers`]), which reads
+    /// the same files as the export in a third of its time.
     pub async fn mount_rootfs(&self, container: &str) -> Result<Option<PathBuf>> {
         let Some(socket) = self.endpoint.strip_prefix("unix://") else { return Ok(None) };
-        if self.kind != EngineKind::Podman {
-            return Ok(None);
+        if self.kind == EngineKind::Docker {
+            return self.mount_layers(container).await;
         }
         let (status, body) = libpod_post(socket, &format!("/v4.0.0/libpod/containers/{container}/mount")).await?;
         if status != 200 {
@@ -670,10 +673,48 @@ impl Engine {
         Ok(None)
     }
 
+    /// Docker's half of [`Engine::mount_rootfs`]: the container's
+    /// `overlay2` layers (its own upper layer over the image's) mounted
+    /// read-only at [`layers_mount_point`].
+    async fn mount_layers(&self, container: &str) -> Result<Option<PathBuf>> {
+        if !rustix::process::geteuid().is_root() || !self.capabilities().await?.sees_local_files {
+            return Ok(None);
+        }
+        let info = self.docker.inspect_container(container, None).await.context("cannot inspect the container")?;
+        let Some(driver) = info.graph_driver.filter(|d| d.name == "overlay2") else { return Ok(None) };
+        let (Some(upper), Some(lower)) = (driver.data.get("UpperDir"), driver.data.get("LowerDir")) else {
+            return Ok(None);
+        };
+        let at = layers_mount_point(container);
+        let (upper, lower) = (upper.clone(), lower.clone());
+        let mounted = tokio::task::spawn_blocking(move || overlay_of_layers(&upper, &lower, &at).map(|()| at))
+            .await
+            .context("the mount task panicked")?;
+        match mounted {
+            Ok(at) => Ok(Some(at)),
+            Err(e) => {
+                tracing::debug!("cannot mount the container's layers: {e:#}");
+                Ok(None)
+            }
+        }
+    }
+
     /// Undoes [`Engine::mount_rootfs`]; a failure is logged (removing the
-    /// container unmounts it too).
+    /// container unmounts it too, on Podman).
     pub async fn unmount_rootfs(&self, container: &str) {
         let Some(socket) = self.endpoint.strip_prefix("unix://") else { return };
+        if self.kind == EngineKind::Docker {
+            let at = layers_mount_point(container);
+            if at.exists() {
+                if let Err(e) = rustix::mount::unmount(&at, rustix::mount::UnmountFlags::DETACH) {
+                    tracing::warn!("cannot unmount {}: {e}; unmount it with `umount {}`", at.display(), at.display());
+                }
+                if let Err(e) = fs_err::remove_dir(&at) {
+                    tracing::warn!("{e}");
+                }
+            }
+            return;
+        }
         match libpod_post(socket, &format!("/v4.0.0/libpod/containers/{container}/unmount")).await {
             Ok((204 | 200, _)) => {}
             Ok((status, body)) => tracing::warn!("Podman answered {status} to an unmount: {}", body.trim()),
@@ -715,6 +756,34 @@ async fn ping_server(path: &str) -> Option<(EngineKind, String, String)> {
 
 /// `POST path` with an empty body on the unix socket `socket`, for the
 /// libpod calls bollard does not make: the status and the body.
+/// Where [`Engine::mount_rootfs`] mounts a Docker container's layers:
+/// beside the other mounts this process makes, in the cache directory.
+fn layers_mount_point(container: &str) -> PathBuf {
+    let base = crate::cache::dir().unwrap_or_else(std::env::temp_dir);
+    base.join("rootfs").join(short(container))
+}
+
+/// Mounts the layers `upper` (the container's) over `lower` (the image's,
+/// `:`-separated, top first) read-only at `at`: an overlay with no upper
+/// layer of its own, whose whiteouts and opaque directories hide what the
+/// export hides.
+fn overlay_of_layers(upper: &str, lower: &str, at: &Path) -> Result<()> {
+    use rustix::mount::{mount, MountFlags};
+    let options = format!("lowerdir={upper}:{lower}");
+    // The kernel reads one page of mount options.
+    if options.len() >= 4000 {
+        anyhow::bail!("the container has too many layers to mount at once ({} bytes of options)", options.len());
+    }
+    let options = std::ffi::CString::new(options).context("a layer path holds a NUL byte")?;
+    fs_err::create_dir_all(at)?;
+    let flags = MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID;
+    if let Err(e) = mount("overlay", at, "overlay", flags, options.as_c_str()) {
+        let _ = fs_err::remove_dir(at);
+        return Err(e).with_context(|| format!("cannot mount the container's layers at {}", at.display()));
+    }
+    Ok(())
+}
+
 async fn libpod_post(socket: &str, path: &str) -> Result<(u16, String)> {
     let raw = raw_request(socket, "POST", path, Duration::from_secs(60)).await?;
     parse_response(&raw).with_context(|| format!("cannot read the answer to POST {path}"))
