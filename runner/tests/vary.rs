@@ -271,6 +271,21 @@ fn the_html_report_opens_in_chromium_and_names_the_variation_and_file() {
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "not a screenshot: {} bytes", png.len());
 }
 
+/// A variable the build sets itself is its own choice: varying it tests
+/// nothing, and a set of nothing but such is refused, saying why.
+#[test]
+#[ignore = "needs an engine"]
+fn what_the_build_sets_itself_is_not_varied() {
+    let engine = engines().into_iter().next().expect("no engine to test on");
+    ensure_busybox(&engine);
+    let p =
+        util::Project::busybox(r#""mkdir -p out && date > out/when""#, "outputs = [\"out\"]\nenv = { TZ = \"CET-1\" }");
+    let run = repro_run(p.dir(), &["verify", "--engine", &engine, "--vary", "timezone"], &[]);
+    run.assert_exit(2);
+    assert!(run.stderr.contains("timezone: the build sets TZ=CET-1 itself"), "{}", run.stderr);
+    p.assert_no_containers(&engine);
+}
+
 #[test]
 fn bad_vary_values_are_refused_before_any_build() {
     let p = util::Project::busybox("\"true\"", "outputs = [\"out\"]");

@@ -62,6 +62,20 @@ pub(super) async fn run(ready: Ready<'_>, asked: BTreeSet<Variation>, printer: &
     let (variations, probed) = probe(&ready, &asked, printer).await?;
     let effective: Vec<Variation> =
         variations.iter().filter(|v| !matches!(v.status, Status::Ineffective { .. })).map(|v| v.name).collect();
+    if effective.is_empty() {
+        let why: Vec<String> = variations
+            .iter()
+            .filter_map(|v| match &v.status {
+                Status::Ineffective { why } => Some(format!("    {}: {why}", v.name)),
+                _ => None,
+            })
+            .collect();
+        anyhow::bail!(
+            "--vary: no variation asked for takes effect here, so there is nothing to test:\n{}\n  hint: ask for \
+             others (`--vary all` lists what does)",
+            why.join("\n")
+        );
+    }
     printer.status(format!(
         "verify --vary: {} variation(s) to test ({}), {} ineffective here",
         effective.len(),
@@ -147,6 +161,11 @@ pub(super) async fn run(ready: Ready<'_>, asked: BTreeSet<Variation>, printer: &
         kept: None,
     };
     keep_or_drop(&mut report, ready.fresh, &ready.keep, ready.keep_asked)?;
+    // The dir-order builds' stage base on the tmpfs: empty now, unless
+    // another verify uses it.
+    if let Some(base) = &probed.tmpfs_stage {
+        let _ = fs_err::remove_dir(base);
+    }
     let text = match ready.format {
         VerifyFormat::Json => report.to_json(),
         VerifyFormat::Html => vary::render_html(&report),
@@ -382,6 +401,10 @@ async fn probe(
     let plan = &ready.template.plan;
     let mut probed = Probed::default();
     let env = |k: &str| plan.env.get(k).cloned().unwrap_or_default();
+    // A variable the profile or the manifest sets is the build's own
+    // choice, which no machine changes: overriding it tests nothing.
+    let fixed = hermetic::base_env(0);
+    let set_by_build = |k: &str| plan.env.get(k) != fixed.get(k);
     let mut out = Vec::new();
     for &v in asked {
         let mut ineffective = None;
@@ -397,10 +420,14 @@ async fn probe(
             }
             Variation::Umask => (plan.umask.to_owned(), vary::VARIED_UMASK.to_owned()),
             Variation::Timezone => {
-                if env("TZ") == vary::VARIED_TZ {
-                    ineffective = Some("the build sets this TZ itself".to_owned());
+                if set_by_build("TZ") {
+                    ineffective = Some(format!("the build sets TZ={} itself", env("TZ")));
                 }
                 (format!("TZ={}", env("TZ")), format!("TZ={}", vary::VARIED_TZ))
+            }
+            Variation::Locale if set_by_build("LC_ALL") || set_by_build("LANG") => {
+                ineffective = Some(format!("the build sets LANG={} LC_ALL={} itself", env("LANG"), env("LC_ALL")));
+                (format!("LANG=LC_ALL={}", env("LC_ALL")), "(none)".to_owned())
             }
             Variation::Locale => {
                 printer.status("verify --vary: asking the image for its locales (locale -a)");
@@ -432,7 +459,12 @@ async fn probe(
                 }
                 ("the build's variables only".to_owned(), format!("also {}", added.join(" ")))
             }
-            Variation::Home => (format!("HOME={}", env("HOME")), format!("HOME={}", vary::VARIED_HOME)),
+            Variation::Home => {
+                if set_by_build("HOME") {
+                    ineffective = Some(format!("the build sets HOME={} itself", env("HOME")));
+                }
+                (format!("HOME={}", env("HOME")), format!("HOME={}", vary::VARIED_HOME))
+            }
             Variation::Path => {
                 (format!("PATH={}", env("PATH")), format!("PATH={}:{}", env("PATH"), vary::VARIED_PATH_ENTRY))
             }
