@@ -128,9 +128,8 @@ fn each_project_broken_one_way_gets_that_variation_named() {
         assert_names(&report, case, variation, file);
         // Not reproducible: every build is kept, and said where.
         assert!(c.path("repro-verify/build-1/out").is_dir(), "{case}: the builds were not kept");
-        let label = format!("label=org.repro-run.project={}", c.dir.path().display());
-        let left = std::process::Command::new(&engine).args(["ps", "-aq", "--filter", &label]).output().unwrap();
-        assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "{case}: containers left on {engine}");
+        let left = util::containers_of(&engine, c.dir.path());
+        assert!(left.is_empty(), "{case}: containers left on {engine}: {left:?}");
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
-use repro_run_core::compare::{self, Context as Clues, TreeComparison};
+use repro_run_core::compare::{Context as Clues, TreeComparison};
 use repro_run_core::hermetic;
 use repro_run_core::lock::Lock;
 use repro_run_core::record::{EngineFacts, HostFacts};
@@ -23,10 +23,10 @@ use repro_run_core::vary::{
     self, Culprit, Explained, Status, Test, TestResult, Variation, VariationReport, VaryOutcome, VaryReport,
 };
 
-use super::verify::rebuild_once;
+use super::verify::{compare_dirs, is_build_failure, next_second, rebuild_once};
 use crate::cli::{GlobalArgs, SourceTransfer, VerifyFormat};
 use crate::engine::{ContainerSpec, Engine, ExitState, Mount, MountSource};
-use crate::exit::{BuildFailed, Exit, OutputFailed};
+use crate::exit::Exit;
 use crate::pipeline::{ResolvedBuild, FAKETIME_IN_CONTAINER};
 use crate::printer::Printer;
 
@@ -179,13 +179,6 @@ pub(super) async fn run(ready: Ready<'_>, asked: BTreeSet<Variation>, printer: &
     })
 }
 
-/// Waits for the next second of the wall clock.
-async fn next_second() {
-    let into =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    tokio::time::sleep(std::time::Duration::from_nanos(u64::from(1_000_000_000 - into))).await;
-}
-
 /// The builds of one verify --vary, numbered in the order they start.
 struct Builds<'a> {
     ready: &'a Ready<'a>,
@@ -258,16 +251,12 @@ impl Builds<'_> {
             Ok(_) if n == 1 => Some(TreeComparison { identical: 0, differences: Vec::new() }),
             Ok(_) => {
                 let (a, b) = (ready.fresh.path().join("build-1/out"), dir.join("out"));
-                let clues = clues();
-                let c = tokio::task::spawn_blocking(move || {
-                    compare::compare_trees(&a, &b, &clues)
-                        .with_context(|| format!("cannot compare {} with {}", a.display(), b.display()))
-                })
-                .await
-                .context("the comparison task panicked")??;
+                let c = tokio::task::spawn_blocking(move || compare_dirs(&a, &b, &clues()))
+                    .await
+                    .context("the comparison task panicked")??;
                 Some(c)
             }
-            Err(e) if e.chain().any(|c| c.is::<BuildFailed>() || c.is::<OutputFailed>()) => {
+            Err(e) if is_build_failure(&e) => {
                 test.failed = Some(format!("{e:#}"));
                 None
             }

@@ -117,9 +117,7 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> Re
     let mut results = Vec::new();
     if record.is_none() {
         results.push(rebuild(1).await);
-        let into_second =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        tokio::time::sleep(std::time::Duration::from_nanos(u64::from(1_000_000_000 - into_second))).await;
+        next_second().await;
     }
     // A reference that did not build leaves nothing to compare with.
     let rest: Vec<usize> = if results.iter().any(|(_, r)| r.is_err()) { Vec::new() } else { (first..=runs).collect() };
@@ -267,7 +265,7 @@ fn assemble(
             }
             // Only a build that failed is an outcome; anything else (the
             // engine, an interruption) is an error with its own exit code.
-            Err(e) if e.chain().any(|c| c.is::<BuildFailed>() || c.is::<OutputFailed>()) => {
+            Err(e) if is_build_failure(&e) => {
                 run.failed = Some(format!("{e:#}"));
                 built.push(None);
             }
@@ -316,8 +314,21 @@ fn assemble(
     ))
 }
 
+/// Waits for the next second of the wall clock.
+pub(super) async fn next_second() {
+    let into =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_nanos(u64::from(1_000_000_000 - into))).await;
+}
+
+/// Whether a rebuild's error is the build failing (an outcome), not the
+/// engine or an interruption (an error with its own exit code).
+pub(super) fn is_build_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<BuildFailed>() || c.is::<OutputFailed>())
+}
+
 /// [`compare::compare_trees`], with the paths in its error.
-fn compare_dirs(a: &Path, b: &Path, clues: &Clues) -> Result<TreeComparison> {
+pub(super) fn compare_dirs(a: &Path, b: &Path, clues: &Clues) -> Result<TreeComparison> {
     compare::compare_trees(a, b, clues).with_context(|| format!("cannot compare {} with {}", a.display(), b.display()))
 }
 

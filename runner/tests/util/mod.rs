@@ -78,6 +78,18 @@ impl Run {
 }
 
 /// Runs repro-run with `args`, in `cwd`, with extra environment.
+/// Containers (any state) that repro-run labelled with the project in `dir`.
+pub fn containers_of(engine: &str, dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap();
+    let out = Command::new(engine)
+        .args(["ps", "-a", "-q", "--no-trunc", "--filter"])
+        .arg(format!("label=org.repro-run.project={}", dir.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{engine} ps`: {e}"));
+    assert!(out.status.success(), "{engine} ps failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
 /// Copies the directory `from` into `to`, recursively.
 pub fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
@@ -254,14 +266,7 @@ impl Project {
 
     /// Containers (any state) that repro-run labelled with this project.
     pub fn containers(&self, engine: &str) -> Vec<String> {
-        let dir = self.dir.path().canonicalize().unwrap();
-        let out = Command::new(engine)
-            .args(["ps", "-a", "-q", "--no-trunc", "--filter"])
-            .arg(format!("label=org.repro-run.project={}", dir.display()))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `{engine} ps`: {e}"));
-        assert!(out.status.success(), "{engine} ps failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        containers_of(engine, self.dir.path())
     }
 
     /// No staging directory or temporary file of repro-run's is left in
